@@ -1,0 +1,32 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Install the Debian packages that building and testing need, once: nothing
+# is done when they are all present.
+
+set -u
+
+packages=(
+	# build: module, plugins, unit tests
+	make gcc libc6-dev pkg-config libxtables-dev dwarves sparse
+	# kernels and the VM
+	apt-utils dpkg kmod file cpio gzip xz-utils zstd busybox-static
+	qemu-system-x86
+	# tools the tests run inside the VM (the VM shares the host's root)
+	iproute2 iptables nftables conntrack socat iputils-ping procps
+	psmisc
+	# static analysis
+	shellcheck perl
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+	dpkg-query -W -f '${Status}\n' "$pkg" 2>/dev/null |
+		grep -q 'install ok installed' || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq &&
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

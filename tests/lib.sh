@@ -1,0 +1,204 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Helpers for the kselftest-style scripts in tests/, modelled on
+# tools/testing/selftests/net/lib.sh: exit codes, network namespaces with
+# random suffixes, tool checks, polling and counter reads.
+
+# shellcheck disable=SC2034 # the exit codes are used by the scripts sourcing us
+ksft_pass=0
+ksft_fail=1
+ksft_xfail=2
+ksft_skip=4
+
+TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(dirname "$TESTS_DIR")
+NS_LIST=()
+
+# Plugins come from the build tree first, the distribution's after it, so
+# that everything but CONNMARK/connmark (tcp, mark, MARK, ...) still loads.
+: "${XTABLES_LIBDIR:=$REPO_DIR/libxt:$(pkg-config --variable=xtlibdir xtables 2>/dev/null || echo /usr/lib/x86_64-linux-gnu/xtables)}"
+export XTABLES_LIBDIR
+
+# checktool "cmd args" "why": skip the test when a tool is missing.
+checktool()
+{
+	if ! eval "$1" >/dev/null 2>&1; then
+		echo "SKIP: Could not $2"
+		exit "$ksft_skip"
+	fi
+}
+
+# setup_ns VAR...: create one namespace per variable name, named VAR-XXXXXX,
+# store the name in VAR, bring lo up.
+setup_ns()
+{
+	local var ns
+
+	for var in "$@"; do
+		ns="$var-$(mktemp -u XXXXXX)"
+		if ! ip netns add "$ns"; then
+			echo "FAIL: cannot create namespace $ns"
+			return "$ksft_fail"
+		fi
+		ip -net "$ns" link set lo up
+		NS_LIST+=("$ns")
+		printf -v "$var" '%s' "$ns"
+	done
+}
+
+cleanup_all_ns()
+{
+	local ns
+
+	for ns in "${NS_LIST[@]}"; do
+		ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
+		ip netns del "$ns" 2>/dev/null
+	done
+	NS_LIST=()
+}
+
+# busywait TIMEOUT_MS CMD...: retry CMD until it succeeds or time runs out;
+# prints CMD's last output.
+busywait()
+{
+	local timeout_ms=$1 start out rc
+	shift
+
+	start=$(date +%s%3N)
+	while true; do
+		out=$("$@")
+		rc=$?
+		if [ "$rc" -eq 0 ] || [ $(($(date +%s%3N) - start)) -ge "$timeout_ms" ]; then
+			echo -n "$out"
+			return "$rc"
+		fi
+		sleep 0.1
+	done
+}
+
+# slowwait TIMEOUT_S CMD...
+slowwait()
+{
+	local timeout_s=$1
+	shift
+
+	busywait "$((timeout_s * 1000))" "$@"
+}
+
+# rule_packets NS IPTABLES TABLE CHAIN RULENUM: packet counter of one rule.
+rule_packets()
+{
+	ip netns exec "$1" "$2" -t "$3" -L "$4" "$5" -v -n -x |
+		awk '{ print $1; exit }'
+}
+
+# ct_marks NS [conntrack args...]: "mark" values of the matching entries,
+# one per line, in decimal as /proc/net/nf_conntrack prints them.
+ct_marks()
+{
+	local ns=$1
+	shift
+
+	ip netns exec "$ns" conntrack -L "$@" 2>/dev/null |
+		sed -n 's/.* mark=\([0-9]*\).*/\1/p'
+}
+
+# setup_router_topology: three namespaces, client -- router -- server, names
+# in $nsclient, $nsrouter and $nsserver; the router forwards both families.
+#
+#   nsclient veth0 -- veth0 nsrouter veth1 -- veth0 nsserver
+#   10.0.1.99/24      10.0.1.1/24  10.0.2.1/24   10.0.2.99/24
+#   dead:1::99/64     dead:1::1/64 dead:2::1/64  dead:2::99/64
+#
+# The client and the server route everything via the router. Returns non-zero
+# when the namespaces cannot be built or the server does not answer a ping
+# of either family (which also fills the neighbour caches).
+nsclient=""
+nsrouter=""
+nsserver=""
+setup_router_topology()
+{
+	local ns
+
+	setup_ns nsclient nsrouter nsserver || return
+	for ns in "$nsclient" "$nsrouter" "$nsserver"; do
+		# No duplicate address detection: addresses are usable at once.
+		ip netns exec "$ns" sysctl -q -w net.ipv6.conf.default.accept_dad=0 \
+			net.ipv6.conf.all.accept_dad=0 >/dev/null || return
+	done
+	ip link add veth0 netns "$nsclient" type veth \
+		peer name veth0 netns "$nsrouter" || return
+	ip link add veth1 netns "$nsrouter" type veth \
+		peer name veth0 netns "$nsserver" || return
+
+	ip -net "$nsclient" addr add 10.0.1.99/24 dev veth0
+	ip -net "$nsclient" addr add dead:1::99/64 dev veth0 nodad
+	ip -net "$nsrouter" addr add 10.0.1.1/24 dev veth0
+	ip -net "$nsrouter" addr add dead:1::1/64 dev veth0 nodad
+	ip -net "$nsrouter" addr add 10.0.2.1/24 dev veth1
+	ip -net "$nsrouter" addr add dead:2::1/64 dev veth1 nodad
+	ip -net "$nsserver" addr add 10.0.2.99/24 dev veth0
+	ip -net "$nsserver" addr add dead:2::99/64 dev veth0 nodad
+	for ns in "$nsclient" "$nsrouter" "$nsserver"; do
+		ip -net "$ns" link set veth0 up || return
+	done
+	ip -net "$nsrouter" link set veth1 up || return
+
+	ip -net "$nsclient" route add default via 10.0.1.1 || return
+	ip -net "$nsclient" route add default via dead:1::1 || return
+	ip -net "$nsserver" route add default via 10.0.2.1 || return
+	ip -net "$nsserver" route add default via dead:2::1 || return
+	ip netns exec "$nsrouter" sysctl -q -w net.ipv4.conf.all.forwarding=1 \
+		net.ipv6.conf.all.forwarding=1 net.ipv4.conf.all.rp_filter=0 \
+		net.ipv4.conf.default.rp_filter=0 >/dev/null || return
+
+	slowwait 10 ip netns exec "$nsclient" ping -q -c 1 -W 1 10.0.2.99 \
+		>/dev/null || return
+	slowwait 10 ip netns exec "$nsclient" ping -q -c 1 -W 1 dead:2::99 \
+		>/dev/null
+}
+
+# xt_backends NS: the iptables backends ("legacy", "nft") whose iptables and
+# ip6tables can both use the mangle table in NS, space separated. A backend
+# the kernel lacks (e.g. legacy compiled out) is left out.
+xt_backends()
+{
+	local b out=""
+
+	for b in legacy nft; do
+		ip netns exec "$1" "iptables-$b" -t mangle -S >/dev/null 2>&1 &&
+			ip netns exec "$1" "ip6tables-$b" -t mangle -S \
+				>/dev/null 2>&1 &&
+			out+="${out:+ }$b"
+	done
+	echo "$out"
+}
+
+# ct_proc_marks NS L3 L4: the mark= values (decimal) of the entries in NS's
+# /proc/net/nf_conntrack whose layer 3 and 4 names are L3 (ipv4, ipv6) and
+# L4 (tcp, udp, icmp, icmpv6 ...), one per line.
+ct_proc_marks()
+{
+	ip netns exec "$1" cat /proc/net/nf_conntrack 2>/dev/null |
+		awk -v l3="$2" -v l4="$3" '$1 == l3 && $3 == l4 {
+			for (i = 4; i <= NF; i++)
+				if ($i ~ /^mark=/)
+					print substr($i, 6)
+		}'
+}
+
+# dump_xt_state NS IPTABLES [TABLE...]: the rules with counters of each
+# TABLE (default mangle) and the conntrack table of NS, for FAIL messages.
+dump_xt_state()
+{
+	local ns=$1 ipt=$2 table
+	shift 2
+
+	for table in "${@:-mangle}"; do
+		echo "# $ipt -t $table -v -S ($ns)"
+		ip netns exec "$ns" "$ipt" -t "$table" -v -S 2>&1
+	done
+	echo "# conntrack -L ($ns)"
+	ip netns exec "$ns" conntrack -L 2>&1
+}

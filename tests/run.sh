@@ -1,0 +1,194 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The test suite. On the host: unit tests, plugin build, module build with
+# W=1 and sparse against every kernel flavour, shellcheck. Then, for each
+# kernel series, boot Debian's kernel under QEMU with our freshly built
+# module and run tests/Makefile's TEST_PROGS inside (tests/vm/guest.sh).
+# One TAP line per test and per kernel, then "N passed, N failed, N skipped".
+# With CI=true a skipped test fails the run.
+#
+# Usage: run.sh [--demo] [TEST...]
+# Environment: XTCM_SERIES (default "6.1 6.12"), XTCM_FLAVOURS (build-only
+# flavours, default "rt-amd64"), XTCM_TEST_TIMEOUT (s, default 900).
+
+set -u
+set -o pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo" || exit 1
+series_list=${XTCM_SERIES:-6.1 6.12}
+build_flavours=${XTCM_FLAVOURS:-rt-amd64}
+test_timeout=${XTCM_TEST_TIMEOUT:-900}
+version=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' dkms.conf)
+outdir=$repo/tests/out
+demo=false
+if [ "${1:-}" = --demo ]; then
+	demo=true
+	shift
+fi
+tests=("$@")
+[ ${#tests[@]} -gt 0 ] || read -ra tests <<<"$(make -s -C tests print-test-progs)"
+
+count=0
+passed=0
+failed=0
+skipped=0
+
+# result RC NAME [LOG]: one TAP line; RC 0 pass, 4 skip, else fail. A failure
+# shows the end of LOG.
+result()
+{
+	local rc=$1 name=$2 log=${3:-}
+
+	count=$((count + 1))
+	case $rc in
+	0)
+		passed=$((passed + 1))
+		echo "ok $count - $name"
+		;;
+	4)
+		skipped=$((skipped + 1))
+		echo "ok $count - $name # SKIP $(grep -m1 '^SKIP' "$log" 2>/dev/null)"
+		;;
+	*)
+		failed=$((failed + 1))
+		echo "not ok $count - $name (exit $rc)"
+		[ -n "$log" ] && [ -f "$log" ] && tail -n 40 "$log" | sed 's/^/#   /'
+		;;
+	esac
+}
+
+# run_logged NAME CMD...: run CMD on the host, one result line for it.
+run_logged()
+{
+	local name=$1 log rc
+	shift
+
+	log=$outdir/host/$(echo "$name" | tr -c 'A-Za-z0-9._-' _).log
+	"$@" >"$log" 2>&1
+	rc=$?
+	result "$rc" "$name" "$log"
+	return "$rc"
+}
+
+# unit_tests: every TAP line of every unit test binary counts.
+unit_tests()
+{
+	local bin line log lines
+
+	run_logged "unit: build" make -C tests unit || return
+	for bin in $(make -s -C tests print-unit-tests); do
+		log=$outdir/host/$(basename "$bin").log
+		"tests/$bin" >"$log" 2>&1
+		mapfile -t lines <"$log"
+		for line in "${lines[@]}"; do
+			case $line in
+			"ok "*) result 0 "unit: ${line#ok * - }" ;;
+			"not ok "*) result 1 "unit: ${line#not ok * - }" "$log" ;;
+			esac
+		done
+	done
+}
+
+# build_module SERIES FLAVOUR: fetch the kernel and build our module with W=1
+# and sparse; a warning fails. Sets krel.
+build_module()
+{
+	local log name
+
+	krel=$(tests/vm/fetch-kernel.sh "$1" "$2" 2>"$outdir/host/fetch-$1-$2.log")
+	if [ -z "$krel" ]; then
+		result 1 "fetch Debian $1 $2 kernel" "$outdir/host/fetch-$1-$2.log"
+		return 1
+	fi
+	log=$outdir/host/build-$krel.log
+	name="build: module for $krel, W=1 C=1, no warnings"
+	rm -rf "build/$krel"
+	if ! make module KDIR="$repo/.cache/kernels/$krel/root/usr/src/linux-headers-$krel" \
+		W=1 C=1 >"$log" 2>&1; then
+		result 1 "$name" "$log"
+		return 1
+	fi
+	grep 'warning:' "$log" >"$log.warnings"
+	result "$([ ! -s "$log.warnings" ]; echo $?)" "$name" "$log.warnings"
+}
+
+# write_job DIR: the job for tests/vm/guest.sh.
+write_job()
+{
+	local ko=$repo/build/$krel/kmod/xt_connmark.ko t
+
+	{
+		printf 'XTCM_MODULE=%q\n' "$ko"
+		printf 'XTCM_VERSION=%q\n' "$version"
+		printf 'XTCM_SRCVERSION=%q\n' "$(modinfo -F srcversion "$ko")"
+		printf 'XTCM_TEST_TIMEOUT=%q\n' "$test_timeout"
+		echo 'job()'
+		echo '{'
+		for t in "${tests[@]}"; do
+			printf '\trun_test %q bash %q\n' "$t" "$t"
+		done
+		echo '}'
+	} >"$1/job.sh"
+}
+
+# vm_tests SERIES: boot the kernel and turn the guest's results into lines.
+vm_tests()
+{
+	local dir=$outdir/$krel rc name t vm_timeout
+
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	write_job "$dir"
+	vm_timeout=$((${#tests[@]} * test_timeout + 120))
+	tests/vm/run-vm.sh "$krel" "$dir" "$vm_timeout" >"$dir/console.log" 2>&1
+
+	result "$([ -f "$dir/finished" ]; echo $?)" "$krel: VM booted and finished" \
+		"$dir/console.log"
+	while read -r rc name; do
+		result "$rc" "$krel: $name" "$dir/$name.log"
+		$demo && [ "$name" != load_module ] && cat "$dir/$name.log"
+	done <"$dir/results"
+	for t in "${tests[@]}"; do
+		grep -q " $t\$" "$dir/results" 2>/dev/null ||
+			result 1 "$krel: $t (no result: the VM stopped early)" "$dir/console.log"
+	done
+	grep -E '(WARNING|BUG):|Oops|Call Trace|UBSAN|KASAN|kmemleak|general protection' \
+		"$dir/dmesg.txt" >"$dir/splats.txt" 2>/dev/null
+	[ -f "$dir/dmesg.txt" ] && [ ! -s "$dir/splats.txt" ]
+	result $? "$krel: kernel log has no WARNING/BUG/Oops/Call Trace" "$dir/splats.txt"
+}
+
+mkdir -p "$outdir/host"
+if ! $demo; then
+	echo "TAP version 13"
+	unit_tests
+	run_logged "build: iptables plugins" make -C libxt
+	run_logged "checkpatch --strict: kmod/ include/" tests/static/checkpatch.sh
+	run_logged "shellcheck: tests" shellcheck -x tests/*.sh tests/*/*.sh .ci/run
+	run_logged "shellcheck: initramfs init (busybox sh)" \
+		shellcheck -s sh tests/vm/initramfs-init
+else
+	make -s -C libxt >"$outdir/host/plugins.log" 2>&1 ||
+		result 1 "build: iptables plugins" "$outdir/host/plugins.log"
+	series_list=${series_list%% *}
+	tests=(demo.sh)
+fi
+
+for series in $series_list; do
+	if ! $demo; then
+		for flavour in $build_flavours; do
+			build_module "$series" "$flavour"
+		done
+	fi
+	build_module "$series" amd64 && vm_tests "$series"
+done
+
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ] || exit 1
+if [ "$skipped" -gt 0 ] && [ "${CI:-}" = true ]; then
+	echo "CI: skipped tests count as failures"
+	exit 1
+fi
+exit 0

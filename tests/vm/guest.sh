@@ -1,0 +1,70 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Second stage of the test VM, on the host's root with a tmpfs overlay: make
+# the unpacked kernel's modules visible, load OUR xt_connmark and prove it is
+# ours, run the job the host wrote into the result directory, save the kernel
+# log and stop the VM. Results go to $out/results, one "rc name" per line.
+
+set -u
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+out=/run/xtcm-out
+krel=$(uname -r)
+
+mkdir -p /usr/lib/modules
+ln -sfn "$XTCM_KROOT/lib/modules/$krel" "/usr/lib/modules/$krel"
+hostname xtcm-guest
+ip link set lo up
+
+# shellcheck source=/dev/null # written by tests/vm/run-vm.sh's caller
+source "$out/job.sh"
+
+# record RC NAME: one result line for the host.
+record()
+{
+	echo "$1 $2" >>"$out/results"
+}
+
+# load_module: insmod the freshly built module and check that the loaded
+# xt_connmark is that file, not the distribution's.
+load_module()
+{
+	local loaded
+
+	modprobe -a x_tables nf_conntrack
+	if ! insmod "$XTCM_MODULE"; then
+		echo "insmod $XTCM_MODULE failed"
+		return 1
+	fi
+	loaded=$(cat /sys/module/xt_connmark/version 2>/dev/null)/$(cat /sys/module/xt_connmark/srcversion 2>/dev/null)
+	if [ "$loaded" != "$XTCM_VERSION/$XTCM_SRCVERSION" ]; then
+		echo "loaded xt_connmark is '$loaded', want '$XTCM_VERSION/$XTCM_SRCVERSION'"
+		return 1
+	fi
+	echo "xt_connmark $loaded loaded from $XTCM_MODULE"
+}
+
+# run_test NAME CMD...: run one test with a timeout, its output to NAME.log.
+run_test()
+{
+	local name=$1 rc
+	shift
+
+	echo "guest: running $name"
+	(cd "$XTCM_REPO/tests" && timeout "$XTCM_TEST_TIMEOUT" "$@") \
+		>"$out/$name.log" 2>&1 </dev/null
+	rc=$?
+	record "$rc" "$name"
+}
+
+if load_module >"$out/load_module.log" 2>&1; then
+	record 0 load_module
+	job
+else
+	record 1 load_module
+fi
+
+dmesg >"$out/dmesg.txt"
+echo finished >"$out/finished"
+sync
+echo b >/proc/sysrq-trigger

@@ -1,0 +1,31 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boot one unpacked Debian kernel under QEMU (TCG) with the host's root shared
+# read-only over virtio-9p, and run the job in OUTDIR/job.sh inside it (see
+# tests/vm/guest.sh). The console goes to stdout.
+#
+# Usage: run-vm.sh KERNEL_RELEASE OUTDIR TIMEOUT_S
+# Environment: VM_MEM (MiB, default 2048), VM_CPUS (default 2).
+
+set -u
+
+krel=${1:?usage: run-vm.sh KERNEL_RELEASE OUTDIR TIMEOUT_S}
+out=$(cd "${2:?}" && pwd)
+timeout_s=${3:?}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+kroot=$repo/.cache/kernels/$krel/root
+initramfs=$repo/.cache/kernels/$krel/initramfs.cpio.gz
+
+if [ ! -e "$initramfs" ] || [ "$initramfs" -ot "$repo/tests/vm/initramfs-init" ]; then
+	"$repo/tests/vm/mkinitramfs.sh" "$kroot" "$krel" "$initramfs" || exit 1
+fi
+
+timeout --foreground "$timeout_s" qemu-system-x86_64 \
+	-accel tcg -cpu max -smp "${VM_CPUS:-2}" -m "${VM_MEM:-2048}" \
+	-display none -monitor none -serial stdio -no-reboot -nic none \
+	-kernel "$kroot/boot/vmlinuz-$krel" -initrd "$initramfs" \
+	-append "console=ttyS0 quiet panic=-1 XTCM_REPO=$repo XTCM_KROOT=$kroot" \
+	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+	-virtfs local,path="$out",mount_tag=out,security_model=none,multidevs=remap \
+	</dev/null
