@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * xt_connmark - Xtables connection mark operations
+ *
+ * Target CONNMARK (revisions 1 and 2) sets the conntrack mark, saves the
+ * packet mark into it or restores it into the packet mark; match connmark
+ * (revision 1) tests it. Out-of-tree replacement for the in-tree module of
+ * the same name, with the same ABI.
+ *
+ * Copyright (C) 2026 The xt_connmark project authors
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/module.h>
+#include <linux/skbuff.h>
+#include <net/netfilter/nf_conntrack.h>
+#include <net/netfilter/nf_conntrack_ecache.h>
+#include <linux/netfilter/x_tables.h>
+#include "xt_connmark.h"
+#include "connmark_math.h"
+#include "compat.h"
+
+#if !IS_ENABLED(CONFIG_NF_CONNTRACK_MARK)
+#error "xt_connmark needs a kernel built with CONFIG_NF_CONNTRACK_MARK=y"
+#endif
+
+MODULE_AUTHOR("The xt_connmark project authors");
+MODULE_DESCRIPTION("Xtables: connection mark operations");
+MODULE_LICENSE("GPL");
+MODULE_VERSION(XT_CONNMARK_VERSION);
+MODULE_ALIAS("ipt_CONNMARK");
+MODULE_ALIAS("ip6t_CONNMARK");
+MODULE_ALIAS("ipt_connmark");
+MODULE_ALIAS("ip6t_connmark");
+
+/* nf_ct_get() also returns the template conntrack that "-j CT" attaches in
+ * the raw table before conntrack has run. A mark written to a template is
+ * never copied into the real connection, and a template's mark says nothing
+ * about the connection, so both the target and the match treat a template
+ * like no conntrack at all. Upstream does not skip templates; this is a
+ * deliberate difference.
+ */
+static struct nf_conn *connmark_ct_find(const struct sk_buff *skb)
+{
+	enum ip_conntrack_info ctinfo;
+	struct nf_conn *ct;
+
+	ct = nf_ct_get(skb, &ctinfo);
+	if (!ct || nf_ct_is_template(ct))
+		return NULL;
+	return ct;
+}
+
+/* Take a reference on conntrack for this family: this is what enables
+ * connection tracking in the rule's network namespace.
+ */
+static int connmark_netns_get(struct net *net, u8 family)
+{
+	int ret;
+
+	ret = nf_ct_netns_get(net, family);
+	if (ret < 0)
+		pr_info_ratelimited("cannot load conntrack support for proto=%u\n",
+				    family);
+	return ret;
+}
+
+/* Revision 1 is revision 2 without a shift (left by 0 bits). */
+static struct xt_connmark_tginfo2
+connmark_tginfo_v1_to_v2(const struct xt_connmark_tginfo1 *info)
+{
+	return (struct xt_connmark_tginfo2) {
+		.ctmark		= info->ctmark,
+		.ctmask		= info->ctmask,
+		.nfmask		= info->nfmask,
+		.shift_dir	= D_SHIFT_LEFT,
+		.shift_bits	= 0,
+		.mode		= info->mode,
+	};
+}
+
+/* The one target path of every revision. ct->mark is read once; it is
+ * written, and the change announced to ctnetlink, only if its value changes.
+ */
+static unsigned int
+connmark_tg_apply(struct sk_buff *skb, const struct xt_connmark_tginfo2 *info)
+{
+	struct nf_conn *ct;
+	u32 old, new;
+
+	ct = connmark_ct_find(skb);
+	if (!ct)
+		return XT_CONTINUE;
+
+	old = READ_ONCE(ct->mark);
+	switch (info->mode) {
+	case XT_CONNMARK_SET:
+		new = connmark_set(old, info->ctmark, info->ctmask,
+				   info->shift_dir, info->shift_bits);
+		break;
+	case XT_CONNMARK_SAVE:
+		new = connmark_save(old, skb->mark, info->ctmask, info->nfmask,
+				    info->shift_dir, info->shift_bits);
+		break;
+	case XT_CONNMARK_RESTORE:
+		skb->mark = connmark_restore(skb->mark, old, info->ctmask,
+					     info->nfmask, info->shift_dir,
+					     info->shift_bits);
+		return XT_CONTINUE;
+	default:
+		/* Unreachable: checkentry rejects any other mode. */
+		return XT_CONTINUE;
+	}
+
+	if (new != old) {
+		WRITE_ONCE(ct->mark, new);
+		nf_conntrack_event_cache(IPCT_MARK, ct);
+	}
+	return XT_CONTINUE;
+}
+
+static unsigned int
+connmark_tg(struct sk_buff *skb, const struct xt_action_param *par)
+{
+	const struct xt_connmark_tginfo2 info =
+		connmark_tginfo_v1_to_v2(par->targinfo);
+
+	return connmark_tg_apply(skb, &info);
+}
+
+static unsigned int
+connmark_tg_v2(struct sk_buff *skb, const struct xt_action_param *par)
+{
+	return connmark_tg_apply(skb, par->targinfo);
+}
+
+/* Validate every field before taking any reference, so that a rejected rule
+ * leaves nothing to release.
+ */
+static int connmark_tg_check_info(const struct xt_tgchk_param *par,
+				  const struct xt_connmark_tginfo2 *info)
+{
+	if (info->mode > XT_CONNMARK_RESTORE) {
+		pr_info_ratelimited("invalid mode %u\n", info->mode);
+		return -EINVAL;
+	}
+	if (info->shift_dir > D_SHIFT_RIGHT) {
+		pr_info_ratelimited("invalid shift_dir %u\n", info->shift_dir);
+		return -EINVAL;
+	}
+	/* A u32 shifted by 32 or more bits is undefined behaviour. */
+	if (info->shift_bits >= 32) {
+		pr_info_ratelimited("invalid shift_bits %u\n",
+				    info->shift_bits);
+		return -EINVAL;
+	}
+	return connmark_netns_get(par->net, par->family);
+}
+
+static int connmark_tg_check(const struct xt_tgchk_param *par)
+{
+	const struct xt_connmark_tginfo2 info =
+		connmark_tginfo_v1_to_v2(par->targinfo);
+
+	return connmark_tg_check_info(par, &info);
+}
+
+static int connmark_tg_check_v2(const struct xt_tgchk_param *par)
+{
+	return connmark_tg_check_info(par, par->targinfo);
+}
+
+static void connmark_tg_destroy(const struct xt_tgdtor_param *par)
+{
+	nf_ct_netns_put(par->net, par->family);
+}
+
+static bool
+connmark_mt(const struct sk_buff *skb, struct xt_action_param *par)
+{
+	const struct xt_connmark_mtinfo1 *info = par->matchinfo;
+	const struct nf_conn *ct;
+
+	/* No conntrack: no match, even when inverted. */
+	ct = connmark_ct_find(skb);
+	if (!ct)
+		return false;
+
+	return ((READ_ONCE(ct->mark) & info->mask) == info->mark) ^
+	       info->invert;
+}
+
+static int connmark_mt_check(const struct xt_mtchk_param *par)
+{
+	const struct xt_connmark_mtinfo1 *info = par->matchinfo;
+
+	if (info->invert > 1) {
+		pr_info_ratelimited("invalid invert %u\n", info->invert);
+		return -EINVAL;
+	}
+	return connmark_netns_get(par->net, par->family);
+}
+
+static void connmark_mt_destroy(const struct xt_mtdtor_param *par)
+{
+	nf_ct_netns_put(par->net, par->family);
+}
+
+/* Targets are registered per family, never NFPROTO_UNSPEC, so that they are
+ * not reachable from ebtables or arptables through nft_compat (as in
+ * Linux 6.12, CVE-2024-50038).
+ */
+static struct xt_target connmark_tg_reg[] __read_mostly = {
+	{
+		.name		= "CONNMARK",
+		.revision	= 1,
+		.family		= NFPROTO_IPV4,
+		.checkentry	= connmark_tg_check,
+		.target		= connmark_tg,
+		.targetsize	= sizeof(struct xt_connmark_tginfo1),
+		.destroy	= connmark_tg_destroy,
+		.me		= THIS_MODULE,
+	},
+	{
+		.name		= "CONNMARK",
+		.revision	= 2,
+		.family		= NFPROTO_IPV4,
+		.checkentry	= connmark_tg_check_v2,
+		.target		= connmark_tg_v2,
+		.targetsize	= sizeof(struct xt_connmark_tginfo2),
+		.destroy	= connmark_tg_destroy,
+		.me		= THIS_MODULE,
+	},
+#if IS_ENABLED(CONFIG_IP6_NF_IPTABLES)
+	{
+		.name		= "CONNMARK",
+		.revision	= 1,
+		.family		= NFPROTO_IPV6,
+		.checkentry	= connmark_tg_check,
+		.target		= connmark_tg,
+		.targetsize	= sizeof(struct xt_connmark_tginfo1),
+		.destroy	= connmark_tg_destroy,
+		.me		= THIS_MODULE,
+	},
+	{
+		.name		= "CONNMARK",
+		.revision	= 2,
+		.family		= NFPROTO_IPV6,
+		.checkentry	= connmark_tg_check_v2,
+		.target		= connmark_tg_v2,
+		.targetsize	= sizeof(struct xt_connmark_tginfo2),
+		.destroy	= connmark_tg_destroy,
+		.me		= THIS_MODULE,
+	},
+#endif /* CONFIG_IP6_NF_IPTABLES */
+};
+
+/* Upstream registers the match once as NFPROTO_UNSPEC. It is registered per
+ * family here instead, like the targets: it serves iptables and ip6tables
+ * (legacy and nft_compat) but is not reachable from ebtables or arptables.
+ */
+static struct xt_match connmark_mt_reg[] __read_mostly = {
+	{
+		.name		= "connmark",
+		.revision	= 1,
+		.family		= NFPROTO_IPV4,
+		.checkentry	= connmark_mt_check,
+		.match		= connmark_mt,
+		.matchsize	= sizeof(struct xt_connmark_mtinfo1),
+		.destroy	= connmark_mt_destroy,
+		.me		= THIS_MODULE,
+	},
+#if IS_ENABLED(CONFIG_IP6_NF_IPTABLES)
+	{
+		.name		= "connmark",
+		.revision	= 1,
+		.family		= NFPROTO_IPV6,
+		.checkentry	= connmark_mt_check,
+		.match		= connmark_mt,
+		.matchsize	= sizeof(struct xt_connmark_mtinfo1),
+		.destroy	= connmark_mt_destroy,
+		.me		= THIS_MODULE,
+	},
+#endif /* CONFIG_IP6_NF_IPTABLES */
+};
+
+static int __init connmark_mt_init(void)
+{
+	int ret;
+
+	ret = xt_register_targets(connmark_tg_reg, ARRAY_SIZE(connmark_tg_reg));
+	if (ret < 0)
+		return ret;
+
+	ret = xt_register_matches(connmark_mt_reg, ARRAY_SIZE(connmark_mt_reg));
+	if (ret < 0)
+		goto err_unreg_targets;
+	return 0;
+
+err_unreg_targets:
+	xt_unregister_targets(connmark_tg_reg, ARRAY_SIZE(connmark_tg_reg));
+	return ret;
+}
+
+static void __exit connmark_mt_exit(void)
+{
+	xt_unregister_matches(connmark_mt_reg, ARRAY_SIZE(connmark_mt_reg));
+	xt_unregister_targets(connmark_tg_reg, ARRAY_SIZE(connmark_tg_reg));
+}
+
+module_init(connmark_mt_init);
+module_exit(connmark_mt_exit);

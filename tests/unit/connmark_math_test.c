@@ -1,0 +1,734 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Host unit test of kmod/connmark_math.h
+ *
+ * Checks the CONNMARK arithmetic against an independent reference that
+ * computes every result bit on its own (the position it comes from after
+ * the shift, and what the mode does to one bit), plus 64-bit arithmetic
+ * for the shift and a set of vectors computed by hand. Output is TAP; the
+ * exit status is non-zero if any test fails. The PRNG has a fixed seed so
+ * that every run is identical.
+ *
+ * Build from the top of the tree with
+ *   gcc -Wall -Wextra -Werror -I include -I kmod <this file>
+ *
+ * Copyright (C) 2026 The xt_connmark project authors
+ */
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <linux/types.h>
+
+#include "xt_connmark.h"
+#include "connmark_math.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define RANDOM_ITERATIONS 100000
+#define MAX_REPORTS 5
+
+/* Inputs of one computation; fields a mode does not use are ignored. */
+struct args {
+	__u32 ct;		/* conntrack mark before the rule */
+	__u32 nf;		/* packet mark before the rule */
+	__u32 ctmark, ctmask, nfmask;
+	unsigned int dir, bits;
+};
+
+/* A hand-computed case: want is the new ct mark (SET, SAVE) or the new
+ * packet mark (RESTORE).
+ */
+struct vec {
+	int mode;
+	struct args a;
+	__u32 want;
+};
+
+static const char *const mode_name[] = {
+	[XT_CONNMARK_SET] = "SET",
+	[XT_CONNMARK_SAVE] = "SAVE",
+	[XT_CONNMARK_RESTORE] = "RESTORE",
+};
+
+/* Values and masks where bit-twiddling mistakes show up first. */
+static const __u32 edges[] = {
+	0x00000000, 0xffffffff, 0x00000001, 0x80000000,
+	0x0000ffff, 0xffff0000, 0x55555555, 0xaaaaaaaa,
+	0x000000ff, 0xff000000, 0x7fffffff, 0xfffffffe,
+};
+
+static const unsigned int edge_shifts[] = {
+	0, 1, 4, 8, 16, 31, 32, 33, 63, 64, 255, UINT_MAX,
+};
+
+/* ---- fixed-seed xorshift32 ---- */
+
+static __u32 rng_state = 0x2545f491;
+
+static __u32 rng(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 17;
+	rng_state ^= rng_state << 5;
+	return rng_state;
+}
+
+/* A mask of a random kind: random, sparse, dense, one contiguous run, or
+ * an edge value.
+ */
+static __u32 rng_mask(void)
+{
+	unsigned int lo, len;
+	__u32 m = 0;
+
+	switch (rng() % 5) {
+	case 0:
+		return rng();
+	case 1:
+		return rng() & rng() & rng();
+	case 2:
+		return rng() | rng() | rng();
+	case 3:
+		lo = rng() % 32;
+		len = rng() % (33 - lo);
+		while (len--)
+			m |= 1U << (lo + len);
+		return m;
+	default:
+		return edges[rng() % ARRAY_SIZE(edges)];
+	}
+}
+
+/* ---- independent reference, one bit at a time ---- */
+
+static unsigned int bit(__u32 v, int i)
+{
+	return (v >> i) & 1;
+}
+
+/* Result bit i of a shift by n comes from source bit i + n (right) or
+ * i - n (left); it is 0 when that source bit does not exist.
+ */
+static __u32 ref_shift(__u32 v, unsigned int dir, unsigned int n)
+{
+	__u32 r = 0;
+	long long j;
+	int i;
+
+	for (i = 0; i < 32; i++) {
+		j = dir == D_SHIFT_RIGHT ? (long long)i + n : (long long)i - n;
+		if (j >= 0 && j < 32 && bit(v, (int)j))
+			r |= 1U << i;
+	}
+	return r;
+}
+
+/* Bits of v where mask is set (copy) or clear (keep); all others 0. */
+static __u32 ref_select(__u32 v, __u32 mask, unsigned int where)
+{
+	__u32 r = 0;
+	int i;
+
+	for (i = 0; i < 32; i++)
+		if (bit(mask, i) == where && bit(v, i))
+			r |= 1U << i;
+	return r;
+}
+
+/* Bitwise exclusive or, spelled out as "the two bits differ". */
+static __u32 ref_differ(__u32 a, __u32 b)
+{
+	__u32 r = 0;
+	int i;
+
+	for (i = 0; i < 32; i++)
+		if (bit(a, i) != bit(b, i))
+			r |= 1U << i;
+	return r;
+}
+
+/* SET: a bit inside ctmask becomes the ctmark bit; a bit outside it is
+ * the old bit flipped where ctmark is set. The whole word is shifted.
+ */
+static __u32 ref_set(const struct args *a)
+{
+	__u32 pre = 0;
+	unsigned int b;
+	int i;
+
+	for (i = 0; i < 32; i++) {
+		if (bit(a->ctmask, i))
+			b = bit(a->ctmark, i);
+		else
+			b = bit(a->ct, i) != bit(a->ctmark, i);
+		if (b)
+			pre |= 1U << i;
+	}
+	return ref_shift(pre, a->dir, a->bits);
+}
+
+static __u32 ref_apply(int mode, const struct args *a)
+{
+	switch (mode) {
+	case XT_CONNMARK_SET:
+		return ref_set(a);
+	case XT_CONNMARK_SAVE:
+		return ref_differ(ref_select(a->ct, a->ctmask, 0),
+				  ref_shift(ref_select(a->nf, a->nfmask, 1),
+					    a->dir, a->bits));
+	default:
+		return ref_differ(ref_select(a->nf, a->nfmask, 0),
+				  ref_shift(ref_select(a->ct, a->ctmask, 1),
+					    a->dir, a->bits));
+	}
+}
+
+/* ---- code under test ---- */
+
+static __u32 impl_apply(int mode, const struct args *a)
+{
+	switch (mode) {
+	case XT_CONNMARK_SET:
+		return connmark_set(a->ct, a->ctmark, a->ctmask, a->dir,
+				    a->bits);
+	case XT_CONNMARK_SAVE:
+		return connmark_save(a->ct, a->nf, a->ctmask, a->nfmask,
+				     a->dir, a->bits);
+	default:
+		return connmark_restore(a->nf, a->ct, a->ctmask, a->nfmask,
+					a->dir, a->bits);
+	}
+}
+
+/* ---- checking and reporting ---- */
+
+static unsigned int failures;	/* in the current test */
+
+static void expect(const char *what, const struct args *a, __u32 got,
+		   __u32 want)
+{
+	if (got == want)
+		return;
+	if (failures++ >= MAX_REPORTS)
+		return;
+	printf("# %s ct=0x%08x nf=0x%08x ctmark=0x%08x ctmask=0x%08x",
+	       what, a->ct, a->nf, a->ctmark, a->ctmask);
+	printf(" nfmask=0x%08x dir=%u bits=%u: got 0x%08x, want 0x%08x\n",
+	       a->nfmask, a->dir, a->bits, got, want);
+}
+
+static void expect_ref(int mode, const struct args *a)
+{
+	expect(mode_name[mode], a, impl_apply(mode, a), ref_apply(mode, a));
+}
+
+static void expect_shift(const struct args *a, __u32 want)
+{
+	expect("shift", a, connmark_shift(a->ct, a->dir, a->bits), want);
+}
+
+static void random_args(struct args *a)
+{
+	a->ct = rng();
+	a->nf = rng();
+	a->ctmark = rng_mask();
+	a->ctmask = rng_mask();
+	a->nfmask = rng_mask();
+}
+
+/* ---- ABI ---- */
+
+static void test_abi(void)
+{
+	const struct {
+		size_t got, want;
+	} c[] = {
+		{ sizeof(struct xt_connmark_tginfo1), 16 },
+		{ sizeof(struct xt_connmark_tginfo2), 16 },
+		{ sizeof(struct xt_connmark_mtinfo1), 12 },
+		{ offsetof(struct xt_connmark_tginfo1, ctmask), 4 },
+		{ offsetof(struct xt_connmark_tginfo1, nfmask), 8 },
+		{ offsetof(struct xt_connmark_tginfo1, mode), 12 },
+		{ offsetof(struct xt_connmark_tginfo2, shift_dir), 12 },
+		{ offsetof(struct xt_connmark_tginfo2, shift_bits), 13 },
+		{ offsetof(struct xt_connmark_tginfo2, mode), 14 },
+		{ offsetof(struct xt_connmark_mtinfo1, mask), 4 },
+		{ offsetof(struct xt_connmark_mtinfo1, invert), 8 },
+		{ XT_CONNMARK_SET, 0 },
+		{ XT_CONNMARK_SAVE, 1 },
+		{ XT_CONNMARK_RESTORE, 2 },
+		{ D_SHIFT_LEFT, 0 },
+		{ D_SHIFT_RIGHT, 1 },
+	};
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(c); i++) {
+		if (c[i].got != c[i].want && failures++ < MAX_REPORTS)
+			printf("# ABI check %zu: got %zu, want %zu\n",
+			       i, c[i].got, c[i].want);
+	}
+}
+
+/* ---- hand-computed vectors ---- */
+
+#define L D_SHIFT_LEFT
+#define R D_SHIFT_RIGHT
+
+static const struct vec shift_vecs[] = {
+	/* bit 0 -> bit 31, bit 31 falls off: 0x80000000 */
+	{ 0, { .ct = 0x80000001, .dir = L, .bits = 31 }, 0x80000000 },
+	/* bit 31 -> bit 0, bit 0 falls off: 0x00000001 */
+	{ 0, { .ct = 0x80000001, .dir = R, .bits = 31 }, 0x00000001 },
+	/* one nibble up, the top nibble 0x1 falls off: 0x23456780 */
+	{ 0, { .ct = 0x12345678, .dir = L, .bits = 4 }, 0x23456780 },
+	/* one nibble down, the low nibble 0x8 falls off: 0x01234567 */
+	{ 0, { .ct = 0x12345678, .dir = R, .bits = 4 }, 0x01234567 },
+	/* 32 or more: every bit falls off: 0 */
+	{ 0, { .ct = 0xffffffff, .dir = L, .bits = 32 }, 0x00000000 },
+	{ 0, { .ct = 0xffffffff, .dir = R, .bits = 32 }, 0x00000000 },
+	{ 0, { .ct = 0xffffffff, .dir = L, .bits = 255 }, 0x00000000 },
+	/* by 0: unchanged */
+	{ 0, { .ct = 0xdeadbeef, .dir = R, .bits = 0 }, 0xdeadbeef },
+};
+
+static const struct vec mode_vecs[] = {
+	/* --set-xmark 0x1: (0xdeadbeef & 0x00000000) ^ 0x1 = 0x00000001 */
+	{ XT_CONNMARK_SET, { .ct = 0xdeadbeef, .ctmark = 0x1,
+			     .ctmask = 0xffffffff }, 0x00000001 },
+	/* --and-mark 0xff = 0x0/0xffffff00:
+	 * (0x12345678 & 0x000000ff) ^ 0 = 0x00000078
+	 */
+	{ XT_CONNMARK_SET, { .ct = 0x12345678, .ctmark = 0x0,
+			     .ctmask = 0xffffff00 }, 0x00000078 },
+	/* --or-mark 0x100 = 0x100/0x100: bit 8 of 0x678 is clear, so
+	 * (0x12345678 & ~0x100) ^ 0x100 = 0x12345678 ^ 0x100 = 0x12345778
+	 */
+	{ XT_CONNMARK_SET, { .ct = 0x12345678, .ctmark = 0x100,
+			     .ctmask = 0x100 }, 0x12345778 },
+	/* --xor-mark 0xf0 = 0xf0/0x0: 0x78 ^ 0xf0 = 0x88, so 0x12345688 */
+	{ XT_CONNMARK_SET, { .ct = 0x12345678, .ctmark = 0xf0,
+			     .ctmask = 0x0 }, 0x12345688 },
+	/* (0x12345678 & 0xffffff00) ^ 0xab = 0x123456ab; << 8: 0x3456ab00 */
+	{ XT_CONNMARK_SET, { .ct = 0x12345678, .ctmark = 0xab,
+			     .ctmask = 0xff, .dir = L, .bits = 8 },
+	  0x3456ab00 },
+	/* (0xffffffff & 0xfffffff0) ^ 0x5 = 0xfffffff5; >> 4: 0x0fffffff */
+	{ XT_CONNMARK_SET, { .ct = 0xffffffff, .ctmark = 0x5,
+			     .ctmask = 0xf, .dir = R, .bits = 4 },
+	  0x0fffffff },
+	/* (anything & 0) ^ 0x80000000 = 0x80000000; >> 31: 0x00000001 */
+	{ XT_CONNMARK_SET, { .ct = 0x12345678, .ctmark = 0x80000000,
+			     .ctmask = 0xffffffff, .dir = R, .bits = 31 },
+	  0x00000001 },
+	/* (0xffffffff & 0) ^ 0x1 = 0x1; << 32: all shifted out, 0 */
+	{ XT_CONNMARK_SET, { .ct = 0xffffffff, .ctmark = 0x1,
+			     .ctmask = 0xffffffff, .dir = L, .bits = 32 },
+	  0x00000000 },
+
+	/* --save-mark: (0x11 & 0) ^ (0x22 & 0xffffffff) = 0x00000022 */
+	{ XT_CONNMARK_SAVE, { .ct = 0x11, .nf = 0x22, .ctmask = 0xffffffff,
+			      .nfmask = 0xffffffff }, 0x00000022 },
+	/* --save-mark --mask 0xff00: 0x12345678 & ~0xff00 = 0x12340078,
+	 * 0xabcdef01 & 0xff00 = 0xef00, 0x12340078 ^ 0xef00 = 0x1234ef78
+	 */
+	{ XT_CONNMARK_SAVE, { .ct = 0x12345678, .nf = 0xabcdef01,
+			      .ctmask = 0xff00, .nfmask = 0xff00 },
+	  0x1234ef78 },
+	/* 0x12345678 & ~0xffff0000 = 0x5678; (0xbeef & 0xffff) << 16 =
+	 * 0xbeef0000; 0x5678 ^ 0xbeef0000 = 0xbeef5678
+	 */
+	{ XT_CONNMARK_SAVE, { .ct = 0x12345678, .nf = 0x0000beef,
+			      .ctmask = 0xffff0000, .nfmask = 0xffff,
+			      .dir = L, .bits = 16 }, 0xbeef5678 },
+	/* 0xaaaaaaaa & ~0xff = 0xaaaaaa00; 0x7f123456 & 0xff000000 =
+	 * 0x7f000000, >> 24 = 0x7f; 0xaaaaaa00 ^ 0x7f = 0xaaaaaa7f
+	 */
+	{ XT_CONNMARK_SAVE, { .ct = 0xaaaaaaaa, .nf = 0x7f123456,
+			      .ctmask = 0xff, .nfmask = 0xff000000,
+			      .dir = R, .bits = 24 }, 0xaaaaaa7f },
+	/* exclusive or, not or: (0x0f & ~0) ^ (0xff & 0xff) = 0xf0 */
+	{ XT_CONNMARK_SAVE, { .ct = 0x0f, .nf = 0xff, .ctmask = 0x0,
+			      .nfmask = 0xff }, 0x000000f0 },
+	/* 0x12345678 & ~0xffff0000 = 0x5678; the packet bits are all
+	 * shifted out (<< 32): 0x5678 ^ 0 = 0x00005678
+	 */
+	{ XT_CONNMARK_SAVE, { .ct = 0x12345678, .nf = 0xffffffff,
+			      .ctmask = 0xffff0000, .nfmask = 0xffffffff,
+			      .dir = L, .bits = 32 }, 0x00005678 },
+
+	/* --restore-mark: (0x1 & 0) ^ (0xcafe & 0xffffffff) = 0x0000cafe */
+	{ XT_CONNMARK_RESTORE, { .ct = 0xcafe, .nf = 0x1,
+				 .ctmask = 0xffffffff, .nfmask = 0xffffffff },
+	  0x0000cafe },
+	/* 0x12345678 & ~0xff = 0x12345600; (0xab00 & 0xff00) >> 8 = 0xab;
+	 * 0x12345600 ^ 0xab = 0x123456ab
+	 */
+	{ XT_CONNMARK_RESTORE, { .ct = 0x0000ab00, .nf = 0x12345678,
+				 .ctmask = 0xff00, .nfmask = 0xff,
+				 .dir = R, .bits = 8 }, 0x123456ab },
+	/* copied bits may land outside nfmask: 0x0f & ~0xf0 = 0x0f;
+	 * (0xff & 0xff) << 4 = 0xff0; 0x0f ^ 0xff0 = 0x00000fff
+	 */
+	{ XT_CONNMARK_RESTORE, { .ct = 0xff, .nf = 0x0f, .ctmask = 0xff,
+				 .nfmask = 0xf0, .dir = L, .bits = 4 },
+	  0x00000fff },
+	/* exclusive or, not or: 0xff0 & ~0x0f = 0xff0;
+	 * 0xff0 & 0xfff = 0xff0; 0xff0 ^ 0xff0 = 0x00000000
+	 */
+	{ XT_CONNMARK_RESTORE, { .ct = 0xff0, .nf = 0xff0, .ctmask = 0xfff,
+				 .nfmask = 0x0f }, 0x00000000 },
+	/* 0xdeadbeef & ~0xffff = 0xdead0000; ct bits >> 40 are all gone:
+	 * 0xdead0000 ^ 0 = 0xdead0000
+	 */
+	{ XT_CONNMARK_RESTORE, { .ct = 0xffffffff, .nf = 0xdeadbeef,
+				 .ctmask = 0xffffffff, .nfmask = 0xffff,
+				 .dir = R, .bits = 40 }, 0xdead0000 },
+	/* 0x12345678 & 0 = 0; (0xffffffff & 0x80000000) >> 31 = 1 */
+	{ XT_CONNMARK_RESTORE, { .ct = 0xffffffff, .nf = 0x12345678,
+				 .ctmask = 0x80000000, .nfmask = 0xffffffff,
+				 .dir = R, .bits = 31 }, 0x00000001 },
+};
+
+#undef L
+#undef R
+
+static void test_shift_vecs(void)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(shift_vecs); i++)
+		expect_shift(&shift_vecs[i].a, shift_vecs[i].want);
+}
+
+static void test_mode_vecs(int mode)
+{
+	const struct vec *v;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(mode_vecs); i++) {
+		v = &mode_vecs[i];
+		if (v->mode != mode)
+			continue;
+		expect(mode_name[mode], &v->a, impl_apply(mode, &v->a),
+		       v->want);
+		/* the hand result must also agree with the reference */
+		expect("reference", &v->a, ref_apply(mode, &v->a), v->want);
+	}
+}
+
+static void test_set_vecs(void)
+{
+	test_mode_vecs(XT_CONNMARK_SET);
+}
+
+static void test_save_vecs(void)
+{
+	test_mode_vecs(XT_CONNMARK_SAVE);
+}
+
+static void test_restore_vecs(void)
+{
+	test_mode_vecs(XT_CONNMARK_RESTORE);
+}
+
+/* ---- the shift helper ---- */
+
+static void test_shift_bits(unsigned int dir)
+{
+	struct args a = { .dir = dir };
+	int i;
+
+	for (i = 0; i < RANDOM_ITERATIONS; i++) {
+		a.ct = i & 1 ? rng() : rng_mask();
+		a.bits = i % 32;
+		expect_shift(&a, ref_shift(a.ct, a.dir, a.bits));
+	}
+}
+
+static void test_shift_left(void)
+{
+	test_shift_bits(D_SHIFT_LEFT);
+}
+
+static void test_shift_right(void)
+{
+	test_shift_bits(D_SHIFT_RIGHT);
+}
+
+/* Second reference: in 64 bits a shift by less than 64 is defined. */
+static void test_shift_u64(void)
+{
+	struct args a;
+	__u64 w;
+	int i;
+
+	for (i = 0; i < RANDOM_ITERATIONS; i++) {
+		a.ct = rng();
+		a.dir = i & 1 ? D_SHIFT_RIGHT : D_SHIFT_LEFT;
+		a.bits = (i / 2) % 64;
+		if (a.dir == D_SHIFT_RIGHT)
+			w = (__u64)a.ct >> a.bits;
+		else
+			w = (__u64)a.ct << a.bits;
+		expect_shift(&a, (__u32)w);
+	}
+}
+
+static void test_shift_out(void)
+{
+	struct args a;
+	unsigned int n;
+
+	for (n = 32; n <= 300; n++) {
+		for (a.dir = D_SHIFT_LEFT; a.dir <= D_SHIFT_RIGHT; a.dir++) {
+			a.bits = n;
+			a.ct = 0xffffffff;
+			expect_shift(&a, 0);
+			a.ct = rng();
+			expect_shift(&a, 0);
+			a.bits = UINT_MAX - (n - 32);
+			expect_shift(&a, 0);
+		}
+	}
+}
+
+static void test_shift_other_dir(void)
+{
+	struct args a;
+	unsigned int d;
+
+	for (d = 2; d <= 256; d++) {
+		a.dir = d;
+		a.ct = rng();
+		a.bits = d % 32;
+		expect_shift(&a, ref_shift(a.ct, D_SHIFT_LEFT, a.bits));
+	}
+}
+
+static void test_shift_zero(void)
+{
+	struct args a = { .bits = 0 };
+	int i;
+
+	for (i = 0; i < RANDOM_ITERATIONS; i++) {
+		a.ct = rng();
+		a.dir = i & 1;
+		expect_shift(&a, a.ct);
+	}
+}
+
+/* ---- the three modes against the reference ---- */
+
+static void test_random(int mode, int shifted)
+{
+	struct args a;
+	int i;
+
+	for (i = 0; i < RANDOM_ITERATIONS; i++) {
+		random_args(&a);
+		a.dir = shifted ? rng() & 1 : D_SHIFT_LEFT;
+		a.bits = shifted ? (unsigned int)i % 32 : 0;
+		expect_ref(mode, &a);
+	}
+}
+
+static void test_edges(int mode)
+{
+	const size_t ne = ARRAY_SIZE(edges), ns = ARRAY_SIZE(edge_shifts);
+	size_t n, r;
+	struct args a;
+
+	/* every combination of four edge words, shift and direction */
+	for (n = 0; n < ne * ne * ne * ne * ns * 2; n++) {
+		r = n;
+		a.dir = r % 2;
+		r /= 2;
+		a.bits = edge_shifts[r % ns];
+		r /= ns;
+		a.ct = edges[r % ne];
+		r /= ne;
+		a.ctmask = edges[r % ne];
+		r /= ne;
+		a.nfmask = edges[r % ne];
+		r /= ne;
+		/* SET uses ctmark, not the packet mark */
+		a.ctmark = mode == XT_CONNMARK_SET ? edges[r % ne] : rng();
+		a.nf = mode == XT_CONNMARK_SET ? rng() : edges[r % ne];
+		expect_ref(mode, &a);
+	}
+}
+
+static void test_set_random(void)
+{
+	test_random(XT_CONNMARK_SET, 0);
+}
+
+static void test_set_random_shift(void)
+{
+	test_random(XT_CONNMARK_SET, 1);
+}
+
+static void test_set_edges(void)
+{
+	test_edges(XT_CONNMARK_SET);
+}
+
+static void test_save_random(void)
+{
+	test_random(XT_CONNMARK_SAVE, 0);
+}
+
+static void test_save_random_shift(void)
+{
+	test_random(XT_CONNMARK_SAVE, 1);
+}
+
+static void test_save_edges(void)
+{
+	test_edges(XT_CONNMARK_SAVE);
+}
+
+static void test_restore_random(void)
+{
+	test_random(XT_CONNMARK_RESTORE, 0);
+}
+
+static void test_restore_random_shift(void)
+{
+	test_random(XT_CONNMARK_RESTORE, 1);
+}
+
+static void test_restore_edges(void)
+{
+	test_edges(XT_CONNMARK_RESTORE);
+}
+
+/* Shift >= 32 in each mode: SET gives 0, SAVE keeps only the conntrack
+ * bits outside ctmask, RESTORE only the packet bits outside nfmask.
+ */
+static void test_modes_shift_out(void)
+{
+	struct args a;
+	int i;
+
+	for (i = 0; i < RANDOM_ITERATIONS; i++) {
+		random_args(&a);
+		a.dir = i & 1;
+		a.bits = 32 + rng() % 512;
+		expect("SET", &a, impl_apply(XT_CONNMARK_SET, &a), 0);
+		expect("SAVE", &a, impl_apply(XT_CONNMARK_SAVE, &a),
+		       a.ct - (a.ct & a.ctmask));
+		expect("RESTORE", &a, impl_apply(XT_CONNMARK_RESTORE, &a),
+		       a.nf - (a.nf & a.nfmask));
+	}
+}
+
+/* The iptables options map onto SET/SAVE/RESTORE (upstream libxt_CONNMARK)
+ * and must do what their names say.
+ */
+static void test_option_semantics(void)
+{
+	struct args a = { .dir = D_SHIFT_LEFT, .bits = 0 };
+	__u32 b, m;
+	int i;
+
+	for (i = 0; i < RANDOM_ITERATIONS; i++) {
+		a.ct = rng();
+		a.nf = rng();
+		b = rng_mask();
+		m = rng_mask();
+		/* --and-mark b = --set-xmark 0/~b */
+		a.ctmark = 0;
+		a.ctmask = ~b;
+		expect("and", &a, impl_apply(XT_CONNMARK_SET, &a), a.ct & b);
+		/* --or-mark b = --set-xmark b/b */
+		a.ctmark = b;
+		a.ctmask = b;
+		expect("or", &a, impl_apply(XT_CONNMARK_SET, &a), a.ct | b);
+		/* --xor-mark b = --set-xmark b/0 */
+		a.ctmark = b;
+		a.ctmask = 0;
+		expect("xor", &a, impl_apply(XT_CONNMARK_SET, &a), a.ct ^ b);
+		/* --set-mark b/m = --set-xmark b/(b|m) */
+		a.ctmark = b;
+		a.ctmask = b | m;
+		expect("set-mark", &a, impl_apply(XT_CONNMARK_SET, &a),
+		       (a.ct & ~m) | b);
+		/* --save-mark --mask m and --restore-mark --mask m copy the
+		 * bits in m and keep the others.
+		 */
+		a.ctmask = m;
+		a.nfmask = m;
+		expect("save --mask", &a, impl_apply(XT_CONNMARK_SAVE, &a),
+		       (a.ct & ~m) | (a.nf & m));
+		expect("restore --mask", &a,
+		       impl_apply(XT_CONNMARK_RESTORE, &a),
+		       (a.nf & ~m) | (a.ct & m));
+	}
+}
+
+static const struct {
+	void (*run)(void);
+	const char *name;
+} tests[] = {
+	{ test_abi,
+	  "ABI struct sizes, offsets and enum values match upstream" },
+	{ test_shift_vecs,
+	  "connmark_shift: hand-computed vectors" },
+	{ test_shift_left,
+	  "connmark_shift: left by 0..31 matches bit reference" },
+	{ test_shift_right,
+	  "connmark_shift: right by 0..31 matches bit reference" },
+	{ test_shift_u64,
+	  "connmark_shift: 0..63 both ways matches 64-bit arithmetic" },
+	{ test_shift_out,
+	  "connmark_shift: 32 or more bits gives 0 both ways" },
+	{ test_shift_other_dir,
+	  "connmark_shift: a direction other than right shifts left" },
+	{ test_shift_zero,
+	  "connmark_shift: by 0 is the identity both ways" },
+	{ test_set_vecs,
+	  "SET: hand-computed vectors" },
+	{ test_set_random,
+	  "SET: random marks and masks, no shift" },
+	{ test_set_random_shift,
+	  "SET: random marks and masks, shift 0..31 both ways" },
+	{ test_set_edges,
+	  "SET: edge values, masks and shifts (incl. >= 32)" },
+	{ test_save_vecs,
+	  "SAVE: hand-computed vectors" },
+	{ test_save_random,
+	  "SAVE: random marks and masks, no shift" },
+	{ test_save_random_shift,
+	  "SAVE: random marks and masks, shift 0..31 both ways" },
+	{ test_save_edges,
+	  "SAVE: edge values, masks and shifts (incl. >= 32)" },
+	{ test_restore_vecs,
+	  "RESTORE: hand-computed vectors" },
+	{ test_restore_random,
+	  "RESTORE: random marks and masks, no shift" },
+	{ test_restore_random_shift,
+	  "RESTORE: random marks and masks, shift 0..31 both ways" },
+	{ test_restore_edges,
+	  "RESTORE: edge values, masks and shifts (incl. >= 32)" },
+	{ test_modes_shift_out,
+	  "all modes: shift >= 32 shifts every copied bit out" },
+	{ test_option_semantics,
+	  "iptables and/or/xor/set-mark/--mask encodings behave as named" },
+};
+
+int main(void)
+{
+	unsigned int failed = 0;
+	size_t i;
+
+	printf("1..%zu\n", ARRAY_SIZE(tests));
+	for (i = 0; i < ARRAY_SIZE(tests); i++) {
+		failures = 0;
+		tests[i].run();
+		printf("%s %zu - %s\n", failures ? "not ok" : "ok", i + 1,
+		       tests[i].name);
+		if (failures)
+			failed++;
+	}
+	return failed ? 1 : 0;
+}
