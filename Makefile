@@ -15,7 +15,7 @@ KDIR ?= $(or $(wildcard /lib/modules/$(shell uname -r)/build),$(shell \
 KREL = $(shell sed -n 's/^\#define UTS_RELEASE "\(.*\)"$$/\1/p' \
 	$(KDIR)/include/generated/utsrelease.h 2>/dev/null)
 # Each kernel builds in its own copy of the sources, so several can coexist.
-MODULE_DIR = build/$(KREL)
+MODULE_DIR ?= build/$(KREL)
 MODULE_SOURCES = Kbuild kmod include dkms.conf
 
 .PHONY: all module plugins unit check demo clean
@@ -27,7 +27,7 @@ module:
 		"linux-headers-$$(uname -r) or pass KDIR=<build dir>"; exit 1; }
 	@mkdir -p $(MODULE_DIR)
 	@cp -a --update $(MODULE_SOURCES) $(MODULE_DIR)/
-	$(MAKE) -C $(KDIR) M=$(CURDIR)/$(MODULE_DIR) modules
+	$(MAKE) -C $(KDIR) M=$(abspath $(MODULE_DIR)) modules
 	@echo "built $(MODULE_DIR)/kmod/xt_connmark.ko (version $(VERSION))"
 
 plugins:

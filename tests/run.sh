@@ -10,7 +10,8 @@
 #
 # Usage: run.sh [--demo] [TEST...]
 # Environment: XTCM_SERIES (default "6.1 6.12"), XTCM_FLAVOURS (build-only
-# flavours, default "rt-amd64"), XTCM_TEST_TIMEOUT (s, default 900).
+# flavours, default "rt-amd64"), XTCM_TEST_TIMEOUT (s, default 900),
+# XTCM_OUT (results and module builds, default tests/out).
 
 set -u
 set -o pipefail
@@ -21,7 +22,7 @@ series_list=${XTCM_SERIES:-6.1 6.12}
 build_flavours=${XTCM_FLAVOURS:-rt-amd64}
 test_timeout=${XTCM_TEST_TIMEOUT:-900}
 version=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' dkms.conf)
-outdir=$repo/tests/out
+outdir=${XTCM_OUT:-$repo/tests/out}
 demo=false
 if [ "${1:-}" = --demo ]; then
 	demo=true
@@ -104,9 +105,9 @@ build_module()
 	fi
 	log=$outdir/host/build-$krel.log
 	name="build: module for $krel, W=1 C=1, no warnings"
-	rm -rf "build/$krel"
+	rm -rf "$outdir/build/$krel"
 	if ! make module KDIR="$repo/.cache/kernels/$krel/root/usr/src/linux-headers-$krel" \
-		W=1 C=1 >"$log" 2>&1; then
+		MODULE_DIR="$outdir/build/$krel" W=1 C=1 >"$log" 2>&1; then
 		result 1 "$name" "$log"
 		return 1
 	fi
@@ -117,7 +118,7 @@ build_module()
 # write_job DIR: the job for tests/vm/guest.sh.
 write_job()
 {
-	local ko=$repo/build/$krel/kmod/xt_connmark.ko t
+	local ko=$outdir/build/$krel/kmod/xt_connmark.ko t
 
 	{
 		printf 'XTCM_MODULE=%q\n' "$ko"
