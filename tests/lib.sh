@@ -119,43 +119,48 @@ nsrouter=""
 nsserver=""
 setup_router_topology()
 {
-	local ns
-
 	setup_ns nsclient nsrouter nsserver || return
-	for ns in "$nsclient" "$nsrouter" "$nsserver"; do
-		# No duplicate address detection: addresses are usable at once.
-		ip netns exec "$ns" sysctl -q -w net.ipv6.conf.default.accept_dad=0 \
-			net.ipv6.conf.all.accept_dad=0 >/dev/null || return
-	done
+	# Before the router's links exist, so that they inherit the defaults:
+	# no duplicate address detection there, it would delay IPv6.
+	ip netns exec "$nsrouter" sysctl -q -w net.ipv4.conf.all.forwarding=1 \
+		net.ipv6.conf.all.forwarding=1 net.ipv4.conf.all.rp_filter=0 \
+		net.ipv4.conf.default.rp_filter=0 \
+		net.ipv6.conf.all.accept_dad=0 \
+		net.ipv6.conf.default.accept_dad=0 >/dev/null || return
 	ip link add veth0 netns "$nsclient" type veth \
 		peer name veth0 netns "$nsrouter" || return
 	ip link add veth1 netns "$nsrouter" type veth \
 		peer name veth0 netns "$nsserver" || return
 
-	ip -net "$nsclient" addr add 10.0.1.99/24 dev veth0
-	ip -net "$nsclient" addr add dead:1::99/64 dev veth0 nodad
-	ip -net "$nsrouter" addr add 10.0.1.1/24 dev veth0
-	ip -net "$nsrouter" addr add dead:1::1/64 dev veth0 nodad
-	ip -net "$nsrouter" addr add 10.0.2.1/24 dev veth1
-	ip -net "$nsrouter" addr add dead:2::1/64 dev veth1 nodad
-	ip -net "$nsserver" addr add 10.0.2.99/24 dev veth0
-	ip -net "$nsserver" addr add dead:2::99/64 dev veth0 nodad
-	for ns in "$nsclient" "$nsrouter" "$nsserver"; do
-		ip -net "$ns" link set veth0 up || return
-	done
-	ip -net "$nsrouter" link set veth1 up || return
+	# One "ip" per namespace: processes are slow in an emulated guest.
+	ip -net "$nsclient" -batch - <<-EOF || return
+		addr add 10.0.1.99/24 dev veth0
+		addr add dead:1::99/64 dev veth0 nodad
+		link set veth0 up
+		route add default via 10.0.1.1
+		route add default via dead:1::1
+	EOF
+	ip -net "$nsrouter" -batch - <<-EOF || return
+		addr add 10.0.1.1/24 dev veth0
+		addr add dead:1::1/64 dev veth0 nodad
+		addr add 10.0.2.1/24 dev veth1
+		addr add dead:2::1/64 dev veth1 nodad
+		link set veth0 up
+		link set veth1 up
+	EOF
+	ip -net "$nsserver" -batch - <<-EOF || return
+		addr add 10.0.2.99/24 dev veth0
+		addr add dead:2::99/64 dev veth0 nodad
+		link set veth0 up
+		route add default via 10.0.2.1
+		route add default via dead:2::1
+	EOF
 
-	ip -net "$nsclient" route add default via 10.0.1.1 || return
-	ip -net "$nsclient" route add default via dead:1::1 || return
-	ip -net "$nsserver" route add default via 10.0.2.1 || return
-	ip -net "$nsserver" route add default via dead:2::1 || return
-	ip netns exec "$nsrouter" sysctl -q -w net.ipv4.conf.all.forwarding=1 \
-		net.ipv6.conf.all.forwarding=1 net.ipv4.conf.all.rp_filter=0 \
-		net.ipv4.conf.default.rp_filter=0 >/dev/null || return
-
-	slowwait 10 ip netns exec "$nsclient" ping -q -c 1 -W 1 10.0.2.99 \
+	# IPv6 starts on a veth only once linkwatch has seen the carrier come
+	# up, which can take a second.
+	slowwait 10 ip netns exec "$nsclient" ping -q -c 1 -W 0.5 10.0.2.99 \
 		>/dev/null || return
-	slowwait 10 ip netns exec "$nsclient" ping -q -c 1 -W 1 dead:2::99 \
+	slowwait 10 ip netns exec "$nsclient" ping -q -c 1 -W 0.5 dead:2::99 \
 		>/dev/null
 }
 
@@ -175,19 +180,6 @@ xt_backends()
 	echo "$out"
 }
 
-# ct_proc_marks NS L3 L4: the mark= values (decimal) of the entries in NS's
-# /proc/net/nf_conntrack whose layer 3 and 4 names are L3 (ipv4, ipv6) and
-# L4 (tcp, udp, icmp, icmpv6 ...), one per line.
-ct_proc_marks()
-{
-	ip netns exec "$1" cat /proc/net/nf_conntrack 2>/dev/null |
-		awk -v l3="$2" -v l4="$3" '$1 == l3 && $3 == l4 {
-			for (i = 4; i <= NF; i++)
-				if ($i ~ /^mark=/)
-					print substr($i, 6)
-		}'
-}
-
 # dump_xt_state NS IPTABLES [TABLE...]: the rules with counters of each
 # TABLE (default mangle) and the conntrack table of NS, for FAIL messages.
 dump_xt_state()
@@ -201,4 +193,94 @@ dump_xt_state()
 	done
 	echo "# conntrack -L ($ns)"
 	ip netns exec "$ns" conntrack -L 2>&1
+}
+
+# chain_counters NS IPTABLES TABLE: "CHAIN RULENUM PACKETS" for every rule of
+# every chain of TABLE, one line each: all counters with one command.
+chain_counters()
+{
+	ip netns exec "$1" "$2" -t "$3" -L -v -n -x 2>/dev/null |
+		awk '$1 == "Chain" { chain = $2; n = 0; next }
+		     $1 == "pkts" || NF == 0 { next }
+		     { print chain, ++n, $1 }'
+}
+
+# awk program: the first dport= and the mark= of each conntrack line.
+# shellcheck disable=SC2016 # awk fields, not shell expansions
+CT_DPORT_MARK_AWK='{
+	port = ""; mark = ""
+	for (i = 1; i <= NF; i++) {
+		if (port == "" && $i ~ /^dport=/)
+			port = substr($i, 7)
+		if ($i ~ /^mark=/)
+			mark = substr($i, 6)
+	}
+	if (port != "" && mark != "")
+		print port, mark
+}'
+
+# ct_dport_marks NS [conntrack args...]: "DPORT MARK" of the matching
+# entries, one per line: the original direction's destination port and the
+# mark in decimal.
+ct_dport_marks()
+{
+	local ns=$1
+	shift
+
+	ip netns exec "$ns" conntrack -L "$@" 2>/dev/null |
+		awk "$CT_DPORT_MARK_AWK"
+}
+
+# ct_proc_dport_marks NS L3 L4: the same from /proc/net/nf_conntrack, for
+# the entries whose layer 3 and 4 names are L3 (ipv4, ipv6) and L4 (udp, tcp).
+ct_proc_dport_marks()
+{
+	# shellcheck disable=SC2016 # awk fields, not shell expansions
+	ip netns exec "$1" awk -v l3="$2" -v l4="$3" \
+		'$1 == l3 && $3 == l4 '"$CT_DPORT_MARK_AWK" /proc/net/nf_conntrack
+}
+
+# udp_send NS ADDRESS PORT...: one small datagram from NS to each PORT of
+# ADDRESS, all from one process (bash's /dev/udp).
+udp_send()
+{
+	local ns=$1 addr=$2
+	shift 2
+
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	ip netns exec "$ns" bash -c 'addr=$1; shift
+		for port; do echo x >"/dev/udp/$addr/$port" || exit 1; done' \
+		udp_send "$addr" "$@"
+}
+
+# chain_packets_at_least NS IPTABLES TABLE CHAIN N: succeed once the rules of
+# CHAIN have counted N packets together; prints the sum (for busywait).
+chain_packets_at_least()
+{
+	local sum
+
+	sum=$(chain_counters "$1" "$2" "$3" |
+		awk -v chain="$4" '$1 == chain { sum += $3 } END { print sum + 0 }')
+	echo "$sum"
+	[ "$sum" -ge "$5" ]
+}
+
+# fill_assoc ARRAY TEXT: for each line of TEXT, ARRAY[all fields but the
+# last] = the last field; a key seen again collects its values, space
+# separated. ARRAY is an associative array of the caller. Made for
+# "fill_assoc counters "$(chain_counters ...)"": no process substitution,
+# since the test VM has no /dev/fd.
+fill_assoc()
+{
+	local -n fill_assoc_arr=$1
+	local line key value
+
+	while read -r line; do
+		[ -n "$line" ] || continue
+		key=${line% *}
+		value=${line##* }
+		[ -n "${fill_assoc_arr["$key"]+set}" ] &&
+			value="${fill_assoc_arr["$key"]} $value"
+		fill_assoc_arr["$key"]=$value
+	done <<<"$2"
 }

@@ -11,6 +11,8 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 out=/run/xtcm-out
 krel=$(uname -r)
 
+# devtmpfs has no /dev/fd, which bash's process substitution needs.
+ln -sfn /proc/self/fd /dev/fd
 mkdir -p /usr/lib/modules
 ln -sfn "$XTCM_KROOT/lib/modules/$krel" "/usr/lib/modules/$krel"
 hostname xtcm-guest
