@@ -16,6 +16,8 @@ ln -sfn /proc/self/fd /dev/fd
 mkdir -p /usr/lib/modules
 ln -sfn "$XTCM_KROOT/lib/modules/$krel" "/usr/lib/modules/$krel"
 hostname xtcm-guest
+# No udev: bash's <(...), which dkms uses, needs /dev/fd.
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
 ip link set lo up
 
 # shellcheck source=/dev/null # written by tests/vm/run-vm.sh's caller
@@ -59,6 +61,27 @@ run_test()
 	record "$rc" "$name"
 }
 
+# kmemleak_scan: report what leaked since kmemleak_start (debug kernels).
+kmemleak=/sys/kernel/debug/kmemleak
+kmemleak_start()
+{
+	mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+	[ -e "$kmemleak" ] || return 0
+	echo scan >"$kmemleak"
+	echo clear >"$kmemleak"
+}
+
+kmemleak_scan()
+{
+	[ -e "$kmemleak" ] || return 0
+	# An object is reported once it is older than 5 s: scan twice.
+	echo scan >"$kmemleak"
+	sleep 6
+	echo scan >"$kmemleak"
+	cat "$kmemleak" >"$out/kmemleak.txt"
+}
+
+kmemleak_start
 if load_module >"$out/load_module.log" 2>&1; then
 	record 0 load_module
 	job
@@ -66,6 +89,7 @@ else
 	record 1 load_module
 fi
 
+kmemleak_scan
 dmesg >"$out/dmesg.txt"
 echo finished >"$out/finished"
 sync

@@ -6,7 +6,8 @@
 # tests/vm/guest.sh). The console goes to stdout.
 #
 # Usage: run-vm.sh KERNEL_RELEASE OUTDIR TIMEOUT_S
-# Environment: VM_MEM (MiB, default 2048), VM_CPUS (default 2).
+# Environment: VM_MEM (MiB, default 2048), VM_CPUS (default 2), VM_APPEND
+# (more kernel parameters).
 
 set -u
 
@@ -25,7 +26,7 @@ timeout --foreground "$timeout_s" qemu-system-x86_64 \
 	-accel tcg -cpu max -smp "${VM_CPUS:-2}" -m "${VM_MEM:-2048}" \
 	-display none -monitor none -serial stdio -no-reboot -nic none \
 	-kernel "$kroot/boot/vmlinuz-$krel" -initrd "$initramfs" \
-	-append "console=ttyS0 quiet panic=-1 XTCM_REPO=$repo XTCM_KROOT=$kroot" \
+	-append "console=ttyS0 quiet panic=-1 ${VM_APPEND:-} XTCM_REPO=$repo XTCM_KROOT=$kroot" \
 	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
 	-virtfs local,path="$out",mount_tag=out,security_model=none,multidevs=remap \
 	</dev/null
