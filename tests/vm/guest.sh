@@ -11,13 +11,12 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 out=/run/xtcm-out
 krel=$(uname -r)
 
-# devtmpfs has no /dev/fd, which bash's process substitution needs.
+# devtmpfs has no /dev/fd, which bash's process substitution (and dkms)
+# needs.
 ln -sfn /proc/self/fd /dev/fd
 mkdir -p /usr/lib/modules
 ln -sfn "$XTCM_KROOT/lib/modules/$krel" "/usr/lib/modules/$krel"
 hostname xtcm-guest
-# No udev: bash's <(...), which dkms uses, needs /dev/fd.
-[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
 ip link set lo up
 
 # shellcheck source=/dev/null # written by tests/vm/run-vm.sh's caller
