@@ -22,6 +22,12 @@ enum {
 	D_SHIFT_RIGHT,
 };
 
+/* What a revision 3 rule does (OpenWrt's "func" flags): exactly one. */
+enum {
+	XT_CONNMARK_VALUE = 1 << 0,	/* the mode of revision 1 and 2 */
+	XT_CONNMARK_DSCP  = 1 << 1,	/* --set-dscpmark */
+};
+
 /* CONNMARK target, revision 1 */
 struct xt_connmark_tginfo1 {
 	__u32 ctmark, ctmask, nfmask;
@@ -32,6 +38,17 @@ struct xt_connmark_tginfo1 {
 struct xt_connmark_tginfo2 {
 	__u32 ctmark, ctmask, nfmask;
 	__u8 shift_dir, shift_bits, mode;
+};
+
+/*
+ * CONNMARK target, revision 3: revision 2 plus func, OpenWrt's ABI (never
+ * merged upstream). With XT_CONNMARK_DSCP, ctmark holds the dscpmask (6
+ * contiguous bits), ctmask the statemask and shift_bits the position of the
+ * dscpmask's lowest bit; mode, nfmask and shift_dir are unused.
+ */
+struct xt_connmark_tginfo3 {
+	__u32 ctmark, ctmask, nfmask;
+	__u8 shift_dir, shift_bits, mode, func;
 };
 
 /* connmark match, revision 1 */

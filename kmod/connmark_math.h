@@ -92,4 +92,45 @@ static inline __u32 connmark_restore(__u32 nf_mark, __u32 ct_mark,
 	       connmark_shift(ct_mark & ctmask, shift_dir, shift_bits);
 }
 
+/**
+ * connmark_dscpmask_shift() - Check a --set-dscpmark dscpmask.
+ * @dscpmask: mask of the conntrack mark bits that receive the DSCP
+ *
+ * A DSCP has 6 bits, so a dscpmask must be exactly 6 contiguous set bits.
+ *
+ * Return: the position of the lowest bit of @dscpmask (0 to 26), or -1
+ * when @dscpmask is not 6 contiguous set bits.
+ */
+static inline int connmark_dscpmask_shift(__u32 dscpmask)
+{
+	int shift = 0;
+
+	if (dscpmask == 0)
+		return -1;
+	while (!(dscpmask & (1U << shift)))
+		shift++;
+	return dscpmask >> shift == 0x3f ? shift : -1;
+}
+
+/**
+ * connmark_dscp() - Compute the new conntrack mark for --set-dscpmark.
+ * @ct_mark: current conntrack mark
+ * @dscp: DSCP of the packet (the DS field without its 2 ECN bits, 0-63)
+ * @dscpmask: bits of @ct_mark that receive the DSCP
+ * @statemask: bits set to record that a DSCP was stored
+ * @shift_bits: position of the lowest bit of @dscpmask
+ *
+ * Bits of @ct_mark outside both masks are kept. Only the 6 low bits of
+ * @dscp count, and no bit of it lands outside @dscpmask.
+ *
+ * Return: (@ct_mark & ~@dscpmask) | @statemask | (@dscp << @shift_bits).
+ */
+static inline __u32 connmark_dscp(__u32 ct_mark, __u32 dscp, __u32 dscpmask,
+				  __u32 statemask, unsigned int shift_bits)
+{
+	return (ct_mark & ~dscpmask) | statemask |
+	       (connmark_shift(dscp & 0x3f, D_SHIFT_LEFT, shift_bits) &
+		dscpmask);
+}
+
 #endif /* _CONNMARK_MATH_H */

@@ -2,10 +2,11 @@
 /*
  * xt_connmark - Xtables connection mark operations
  *
- * Target CONNMARK (revisions 1 and 2) sets the conntrack mark, saves the
- * packet mark into it or restores it into the packet mark; match connmark
+ * Target CONNMARK (revisions 1, 2 and 3) sets the conntrack mark, saves the
+ * packet mark into it or restores it into the packet mark, and (revision 3,
+ * OpenWrt's "--set-dscpmark") stores the packet's DSCP in it; match connmark
  * (revision 1) tests it. Out-of-tree replacement for the in-tree module of
- * the same name, with the same ABI.
+ * the same name, with the same ABI plus OpenWrt's revision 3.
  *
  * Copyright (C) 2026 The xt_connmark project authors
  */
@@ -13,16 +14,15 @@
 
 #include <linux/module.h>
 #include <linux/skbuff.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <net/dsfield.h>
 #include <net/netfilter/nf_conntrack.h>
 #include <net/netfilter/nf_conntrack_ecache.h>
 #include <linux/netfilter/x_tables.h>
 #include "xt_connmark.h"
 #include "connmark_math.h"
 #include "compat.h"
-
-#if !IS_ENABLED(CONFIG_NF_CONNTRACK_MARK)
-#error "xt_connmark needs a kernel built with CONFIG_NF_CONNTRACK_MARK=y"
-#endif
 
 MODULE_AUTHOR("The xt_connmark project authors");
 MODULE_DESCRIPTION("Xtables: connection mark operations");
@@ -65,11 +65,26 @@ static int connmark_netns_get(struct net *net, u8 family)
 	return ret;
 }
 
-/* Revision 1 is revision 2 without a shift (left by 0 bits). */
-static struct xt_connmark_tginfo2
-connmark_tginfo_v1_to_v2(const struct xt_connmark_tginfo1 *info)
+/* Revision 2 is revision 3 doing XT_CONNMARK_VALUE. */
+static struct xt_connmark_tginfo3
+connmark_tginfo_v2_to_v3(const struct xt_connmark_tginfo2 *info)
 {
-	return (struct xt_connmark_tginfo2) {
+	return (struct xt_connmark_tginfo3) {
+		.ctmark		= info->ctmark,
+		.ctmask		= info->ctmask,
+		.nfmask		= info->nfmask,
+		.shift_dir	= info->shift_dir,
+		.shift_bits	= info->shift_bits,
+		.mode		= info->mode,
+		.func		= XT_CONNMARK_VALUE,
+	};
+}
+
+/* Revision 1 is revision 2 without a shift (left by 0 bits). */
+static struct xt_connmark_tginfo3
+connmark_tginfo_v1_to_v3(const struct xt_connmark_tginfo1 *info)
+{
+	const struct xt_connmark_tginfo2 info2 = {
 		.ctmark		= info->ctmark,
 		.ctmask		= info->ctmask,
 		.nfmask		= info->nfmask,
@@ -77,38 +92,58 @@ connmark_tginfo_v1_to_v2(const struct xt_connmark_tginfo1 *info)
 		.shift_bits	= 0,
 		.mode		= info->mode,
 	};
+
+	return connmark_tginfo_v2_to_v3(&info2);
+}
+
+/* The DSCP of an IPv4 or IPv6 packet in *dscp; false for other protocols.
+ * x_tables has made the network header linear.
+ */
+static bool connmark_skb_dscp(const struct sk_buff *skb, u8 family, u32 *dscp)
+{
+	switch (family) {
+	case NFPROTO_IPV4:
+		*dscp = ipv4_get_dsfield(ip_hdr(skb)) >> 2;
+		return true;
+	case NFPROTO_IPV6:
+		*dscp = ipv6_get_dsfield(ipv6_hdr(skb)) >> 2;
+		return true;
+	default:
+		return false;
+	}
 }
 
 /* The one target path of every revision. ct->mark is read once; it is
  * written, and the change announced to ctnetlink, only if its value changes.
  */
 static unsigned int
-connmark_tg_apply(struct sk_buff *skb, const struct xt_connmark_tginfo2 *info)
+connmark_tg_apply(struct sk_buff *skb, const struct xt_action_param *par,
+		  const struct xt_connmark_tginfo3 *info)
 {
 	struct nf_conn *ct;
-	u32 old, new;
+	u32 old, new, dscp;
 
 	ct = connmark_ct_find(skb);
 	if (!ct)
 		return XT_CONTINUE;
 
 	old = READ_ONCE(ct->mark);
-	switch (info->mode) {
-	case XT_CONNMARK_SET:
+	if (info->func == XT_CONNMARK_DSCP) {
+		if (!connmark_skb_dscp(skb, xt_family(par), &dscp))
+			return XT_CONTINUE;
+		new = connmark_dscp(old, dscp, info->ctmark, info->ctmask,
+				    info->shift_bits);
+	} else if (info->mode == XT_CONNMARK_SET) {
 		new = connmark_set(old, info->ctmark, info->ctmask,
 				   info->shift_dir, info->shift_bits);
-		break;
-	case XT_CONNMARK_SAVE:
+	} else if (info->mode == XT_CONNMARK_SAVE) {
 		new = connmark_save(old, skb->mark, info->ctmask, info->nfmask,
 				    info->shift_dir, info->shift_bits);
-		break;
-	case XT_CONNMARK_RESTORE:
+	} else {
+		/* XT_CONNMARK_RESTORE: checkentry rejects any other mode. */
 		skb->mark = connmark_restore(skb->mark, old, info->ctmask,
 					     info->nfmask, info->shift_dir,
 					     info->shift_bits);
-		return XT_CONTINUE;
-	default:
-		/* Unreachable: checkentry rejects any other mode. */
 		return XT_CONTINUE;
 	}
 
@@ -122,24 +157,74 @@ connmark_tg_apply(struct sk_buff *skb, const struct xt_connmark_tginfo2 *info)
 static unsigned int
 connmark_tg(struct sk_buff *skb, const struct xt_action_param *par)
 {
-	const struct xt_connmark_tginfo2 info =
-		connmark_tginfo_v1_to_v2(par->targinfo);
+	const struct xt_connmark_tginfo3 info =
+		connmark_tginfo_v1_to_v3(par->targinfo);
 
-	return connmark_tg_apply(skb, &info);
+	return connmark_tg_apply(skb, par, &info);
 }
 
 static unsigned int
 connmark_tg_v2(struct sk_buff *skb, const struct xt_action_param *par)
 {
-	return connmark_tg_apply(skb, par->targinfo);
+	const struct xt_connmark_tginfo3 info =
+		connmark_tginfo_v2_to_v3(par->targinfo);
+
+	return connmark_tg_apply(skb, par, &info);
+}
+
+static unsigned int
+connmark_tg_v3(struct sk_buff *skb, const struct xt_action_param *par)
+{
+	return connmark_tg_apply(skb, par, par->targinfo);
+}
+
+/* func must be exactly one flag, as OpenWrt's iptables always makes it:
+ * func 0 would be a rule that does nothing and both flags are ambiguous, so
+ * both are refused (OpenWrt's kernel does not check func).
+ * --set-dscpmark: the dscpmask (ctmark) is 6 contiguous bits, shift_bits is
+ * the position of its lowest bit, and the statemask (ctmask) does not
+ * overlap it.
+ */
+static int connmark_tg_check_func(const struct xt_connmark_tginfo3 *info)
+{
+	int shift;
+
+	if (info->func != XT_CONNMARK_VALUE && info->func != XT_CONNMARK_DSCP) {
+		pr_info_ratelimited("invalid func %u\n", info->func);
+		return -EINVAL;
+	}
+	if (info->func == XT_CONNMARK_VALUE)
+		return 0;
+	shift = connmark_dscpmask_shift(info->ctmark);
+	if (shift < 0) {
+		pr_info_ratelimited("invalid dscpmask 0x%x: need 6 contiguous bits\n",
+				    info->ctmark);
+		return -EINVAL;
+	}
+	if (info->shift_bits != shift) {
+		pr_info_ratelimited("invalid shift_bits %u for dscpmask 0x%x\n",
+				    info->shift_bits, info->ctmark);
+		return -EINVAL;
+	}
+	if (info->ctmark & info->ctmask) {
+		pr_info_ratelimited("invalid statemask 0x%x: overlaps dscpmask 0x%x\n",
+				    info->ctmask, info->ctmark);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /* Validate every field before taking any reference, so that a rejected rule
  * leaves nothing to release.
  */
 static int connmark_tg_check_info(const struct xt_tgchk_param *par,
-				  const struct xt_connmark_tginfo2 *info)
+				  const struct xt_connmark_tginfo3 *info)
 {
+	int ret;
+
+	ret = connmark_tg_check_func(info);
+	if (ret < 0)
+		return ret;
 	if (info->mode > XT_CONNMARK_RESTORE) {
 		pr_info_ratelimited("invalid mode %u\n", info->mode);
 		return -EINVAL;
@@ -159,13 +244,21 @@ static int connmark_tg_check_info(const struct xt_tgchk_param *par,
 
 static int connmark_tg_check(const struct xt_tgchk_param *par)
 {
-	const struct xt_connmark_tginfo2 info =
-		connmark_tginfo_v1_to_v2(par->targinfo);
+	const struct xt_connmark_tginfo3 info =
+		connmark_tginfo_v1_to_v3(par->targinfo);
 
 	return connmark_tg_check_info(par, &info);
 }
 
 static int connmark_tg_check_v2(const struct xt_tgchk_param *par)
+{
+	const struct xt_connmark_tginfo3 info =
+		connmark_tginfo_v2_to_v3(par->targinfo);
+
+	return connmark_tg_check_info(par, &info);
+}
+
+static int connmark_tg_check_v3(const struct xt_tgchk_param *par)
 {
 	return connmark_tg_check_info(par, par->targinfo);
 }
@@ -231,6 +324,16 @@ static struct xt_target connmark_tg_reg[] __read_mostly = {
 		.destroy	= connmark_tg_destroy,
 		.me		= THIS_MODULE,
 	},
+	{
+		.name		= "CONNMARK",
+		.revision	= 3,
+		.family		= NFPROTO_IPV4,
+		.checkentry	= connmark_tg_check_v3,
+		.target		= connmark_tg_v3,
+		.targetsize	= sizeof(struct xt_connmark_tginfo3),
+		.destroy	= connmark_tg_destroy,
+		.me		= THIS_MODULE,
+	},
 #if IS_ENABLED(CONFIG_IP6_NF_IPTABLES)
 	{
 		.name		= "CONNMARK",
@@ -249,6 +352,16 @@ static struct xt_target connmark_tg_reg[] __read_mostly = {
 		.checkentry	= connmark_tg_check_v2,
 		.target		= connmark_tg_v2,
 		.targetsize	= sizeof(struct xt_connmark_tginfo2),
+		.destroy	= connmark_tg_destroy,
+		.me		= THIS_MODULE,
+	},
+	{
+		.name		= "CONNMARK",
+		.revision	= 3,
+		.family		= NFPROTO_IPV6,
+		.checkentry	= connmark_tg_check_v3,
+		.target		= connmark_tg_v3,
+		.targetsize	= sizeof(struct xt_connmark_tginfo3),
 		.destroy	= connmark_tg_destroy,
 		.me		= THIS_MODULE,
 	},

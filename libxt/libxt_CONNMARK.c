@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * libxt_CONNMARK: iptables plugin for the CONNMARK target, revisions 1 and 2.
+ * libxt_CONNMARK: iptables plugin for the CONNMARK target, revisions 1 to 3.
  * Sets the connection mark, or copies it from or to the packet mark, with
- * masks and (revision 2) a shift.
+ * masks and (revision 2) a shift; revision 3 (OpenWrt's ABI) adds
+ * --set-dscpmark, which stores the packet's DSCP in the connection mark.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@ enum {
 	O_MASK,
 	O_LEFT_SHIFT_MARK,
 	O_RIGHT_SHIFT_MARK,
+	O_SET_DSCPMARK,
 	F_SET_XMARK	= 1 << O_SET_XMARK,
 	F_SET_MARK	= 1 << O_SET_MARK,
 	F_AND_MARK	= 1 << O_AND_MARK,
@@ -33,8 +35,15 @@ enum {
 	F_CTMASK	= 1 << O_CTMASK,
 	F_NFMASK	= 1 << O_NFMASK,
 	F_MASK		= 1 << O_MASK,
+	F_LEFT_SHIFT_MARK = 1 << O_LEFT_SHIFT_MARK,
+	F_RIGHT_SHIFT_MARK = 1 << O_RIGHT_SHIFT_MARK,
+	F_SET_DSCPMARK	= 1 << O_SET_DSCPMARK,
 	F_OP_ANY	= F_SET_XMARK | F_SET_MARK | F_AND_MARK | F_OR_MARK |
-			  F_XOR_MARK | F_SAVE_MARK | F_RESTORE_MARK,
+			  F_XOR_MARK | F_SAVE_MARK | F_RESTORE_MARK |
+			  F_SET_DSCPMARK,
+	/* what --set-dscpmark has no use for */
+	F_NOT_DSCP	= F_CTMASK | F_NFMASK | F_MASK | F_LEFT_SHIFT_MARK |
+			  F_RIGHT_SHIFT_MARK,
 };
 
 static void connmark_tg_help(void)
@@ -61,15 +70,29 @@ static void connmark_tg_help_v2(void)
 "  --right-shift-mark bits       Shift the result right by 0-32 bits\n");
 }
 
+static void connmark_tg_help_v3(void)
+{
+	connmark_tg_help_v2();
+	printf(
+"  --set-dscpmark dscpmask/statemask\n"
+"                                Store the packet's DSCP in the dscpmask bits\n"
+"                                (6 contiguous) of ctmark, set the statemask\n"
+"                                bits\n");
+}
+
 /*
- * Revision 1 takes this table from its third entry on: the shift options
- * come first because only revision 2 has them.
+ * Revision 2 takes this table from its second entry on and revision 1 from
+ * its fourth: --set-dscpmark comes first because only revision 3 has it,
+ * then the shift options, which revision 1 lacks. --set-dscpmark excludes
+ * the masks and shifts both ways round.
  */
-static const struct xt_option_entry connmark_tg_opts_v2[] = {
+static const struct xt_option_entry connmark_tg_opts_v3[] = {
+	{.name = "set-dscpmark", .id = O_SET_DSCPMARK,
+	 .type = XTTYPE_MARKMASK32, .excl = F_OP_ANY | F_NOT_DSCP},
 	{.name = "left-shift-mark", .id = O_LEFT_SHIFT_MARK,
-	 .type = XTTYPE_UINT8, .min = 0, .max = 32},
+	 .type = XTTYPE_UINT8, .min = 0, .max = 32, .excl = F_SET_DSCPMARK},
 	{.name = "right-shift-mark", .id = O_RIGHT_SHIFT_MARK,
-	 .type = XTTYPE_UINT8, .min = 0, .max = 32},
+	 .type = XTTYPE_UINT8, .min = 0, .max = 32, .excl = F_SET_DSCPMARK},
 	{.name = "set-xmark", .id = O_SET_XMARK, .type = XTTYPE_MARKMASK32,
 	 .excl = F_OP_ANY},
 	{.name = "set-mark", .id = O_SET_MARK, .type = XTTYPE_MARKMASK32,
@@ -85,40 +108,79 @@ static const struct xt_option_entry connmark_tg_opts_v2[] = {
 	{.name = "restore-mark", .id = O_RESTORE_MARK, .type = XTTYPE_NONE,
 	 .excl = F_OP_ANY},
 	{.name = "ctmask", .id = O_CTMASK, .type = XTTYPE_UINT32,
-	 .excl = F_MASK},
+	 .excl = F_MASK | F_SET_DSCPMARK},
 	{.name = "nfmask", .id = O_NFMASK, .type = XTTYPE_UINT32,
-	 .excl = F_MASK},
+	 .excl = F_MASK | F_SET_DSCPMARK},
 	{.name = "mask", .id = O_MASK, .type = XTTYPE_UINT32,
-	 .excl = F_CTMASK | F_NFMASK},
+	 .excl = F_CTMASK | F_NFMASK | F_SET_DSCPMARK},
 	XTOPT_TABLEEND,
 };
 
-#define connmark_tg_opts (&connmark_tg_opts_v2[2])
+#define connmark_tg_opts_v2 (&connmark_tg_opts_v3[1])
+#define connmark_tg_opts (&connmark_tg_opts_v3[3])
 
-/* Revision 1 is revision 2 without a shift: the helpers work on the latter. */
-static struct xt_connmark_tginfo2
-connmark_tg_widen(const struct xt_connmark_tginfo1 *info)
+/*
+ * Every revision's blob starts with ctmark, ctmask and nfmask; revision 2
+ * adds a shift and revision 3 func. The helpers work on revision 3: a
+ * revision 1 or 2 blob is widened into one doing XT_CONNMARK_VALUE (rev 1
+ * without a shift), and narrowed back after parsing.
+ */
+static struct xt_connmark_tginfo3 connmark_tg_widen(const void *data,
+						    unsigned int revision)
 {
-	return (struct xt_connmark_tginfo2){
-		.ctmark = info->ctmark,
-		.ctmask = info->ctmask,
-		.nfmask = info->nfmask,
-		.mode   = info->mode,
+	const struct xt_connmark_tginfo1 *info1 = data;
+	const struct xt_connmark_tginfo2 *info2 = data;
+	struct xt_connmark_tginfo3 info = {
+		.ctmark = info1->ctmark,
+		.ctmask = info1->ctmask,
+		.nfmask = info1->nfmask,
+		.func   = XT_CONNMARK_VALUE,
 	};
+
+	switch (revision) {
+	case 1:
+		info.mode = info1->mode;
+		break;
+	case 2:
+		info.shift_dir  = info2->shift_dir;
+		info.shift_bits = info2->shift_bits;
+		info.mode       = info2->mode;
+		break;
+	default:
+		info = *(const struct xt_connmark_tginfo3 *)data;
+		break;
+	}
+	return info;
 }
 
-static void connmark_tg_narrow(struct xt_connmark_tginfo1 *info,
-			       const struct xt_connmark_tginfo2 *info2)
+static void connmark_tg_narrow(void *data, unsigned int revision,
+			       const struct xt_connmark_tginfo3 *info)
 {
-	info->ctmark = info2->ctmark;
-	info->ctmask = info2->ctmask;
-	info->nfmask = info2->nfmask;
-	info->mode   = info2->mode;
+	struct xt_connmark_tginfo1 *info1 = data;
+	struct xt_connmark_tginfo2 *info2 = data;
+
+	info1->ctmark = info->ctmark;
+	info1->ctmask = info->ctmask;
+	info1->nfmask = info->nfmask;
+	switch (revision) {
+	case 1:
+		info1->mode = info->mode;
+		break;
+	case 2:
+		info2->shift_dir  = info->shift_dir;
+		info2->shift_bits = info->shift_bits;
+		info2->mode       = info->mode;
+		break;
+	default:
+		*(struct xt_connmark_tginfo3 *)data = *info;
+		break;
+	}
 }
 
 /*
  * Without --mask, --ctmask or --nfmask, save and restore copy the whole
  * mark: the masks start with all bits set, not with the zeroes of calloc.
+ * They are at the same place in every revision.
  */
 static void connmark_tg_init(struct xt_entry_target *target)
 {
@@ -128,18 +190,36 @@ static void connmark_tg_init(struct xt_entry_target *target)
 	info->nfmask = UINT32_MAX;
 }
 
-static void connmark_tg_init_v2(struct xt_entry_target *target)
+/*
+ * --set-dscpmark dscpmask/statemask: ctmark = dscpmask, ctmask = statemask,
+ * shift_bits = position of the dscpmask's lowest bit.
+ */
+static void connmark_tg_dscpmark(const struct xt_option_call *cb,
+				 struct xt_connmark_tginfo3 *info)
 {
-	struct xt_connmark_tginfo2 *info = (void *)target->data;
+	int shift = connmark_dscpmask_shift(cb->val.mark);
 
-	info->ctmask = UINT32_MAX;
-	info->nfmask = UINT32_MAX;
+	if (shift < 0)
+		xtables_error(PARAMETER_PROBLEM,
+			      "CONNMARK target: need 6 contiguous dscpmask bits");
+	if (cb->val.mark & cb->val.mask)
+		xtables_error(PARAMETER_PROBLEM,
+			      "CONNMARK target: dscpmask and statemask overlap");
+	info->func       = XT_CONNMARK_DSCP;
+	info->mode       = XT_CONNMARK_SET;
+	info->ctmark     = cb->val.mark;
+	info->ctmask     = cb->val.mask;
+	info->shift_dir  = D_SHIFT_LEFT;
+	info->shift_bits = shift;
 }
 
 static void connmark_tg_apply(const struct xt_option_call *cb,
-			      struct xt_connmark_tginfo2 *info)
+			      struct xt_connmark_tginfo3 *info)
 {
 	switch (cb->entry->id) {
+	case O_SET_DSCPMARK:
+		connmark_tg_dscpmark(cb, info);
+		break;
 	case O_SET_XMARK:
 		info->mode   = XT_CONNMARK_SET;
 		info->ctmark = cb->val.mark;
@@ -192,60 +272,87 @@ static void connmark_tg_apply(const struct xt_option_call *cb,
 	}
 }
 
-static void connmark_tg_parse(struct xt_option_call *cb)
+static void connmark_tg_parse_rev(struct xt_option_call *cb,
+				  unsigned int revision)
 {
-	struct xt_connmark_tginfo1 *info = cb->data;
-	struct xt_connmark_tginfo2 info2 = connmark_tg_widen(info);
+	struct xt_connmark_tginfo3 info = connmark_tg_widen(cb->data, revision);
 
 	xtables_option_parse(cb);
-	connmark_tg_apply(cb, &info2);
-	connmark_tg_narrow(info, &info2);
+	connmark_tg_apply(cb, &info);
+	connmark_tg_narrow(cb->data, revision, &info);
+}
+
+static void connmark_tg_parse(struct xt_option_call *cb)
+{
+	connmark_tg_parse_rev(cb, 1);
 }
 
 static void connmark_tg_parse_v2(struct xt_option_call *cb)
 {
-	xtables_option_parse(cb);
-	connmark_tg_apply(cb, cb->data);
+	connmark_tg_parse_rev(cb, 2);
+}
+
+static void connmark_tg_parse_v3(struct xt_option_call *cb)
+{
+	connmark_tg_parse_rev(cb, 3);
 }
 
 /*
  * Check that there is an operation, and make the blob equal to the one the
- * save text parses back to (so that -D and -C find the rule): SET does not
- * use nfmask, and a shift by 0 bits has no direction.
+ * save text parses back to (so that -D and -C find the rule): SET (and
+ * --set-dscpmark) does not use nfmask, and a shift by 0 bits has no
+ * direction.
  */
 static void connmark_tg_finish(unsigned int xflags,
-			       struct xt_connmark_tginfo2 *info)
+			       struct xt_connmark_tginfo3 *info)
 {
 	if (!(xflags & F_OP_ANY))
 		xtables_error(PARAMETER_PROBLEM,
 			      "CONNMARK target: No operation specified");
+	if (!(xflags & F_SET_DSCPMARK))
+		info->func = XT_CONNMARK_VALUE;
 	if (info->mode == XT_CONNMARK_SET)
 		info->nfmask = UINT32_MAX;
 	if (info->shift_bits == 0)
 		info->shift_dir = D_SHIFT_LEFT;
 }
 
+static void connmark_tg_check_rev(struct xt_fcheck_call *cb,
+				  unsigned int revision)
+{
+	struct xt_connmark_tginfo3 info = connmark_tg_widen(cb->data, revision);
+
+	connmark_tg_finish(cb->xflags, &info);
+	connmark_tg_narrow(cb->data, revision, &info);
+}
+
 static void connmark_tg_check(struct xt_fcheck_call *cb)
 {
-	struct xt_connmark_tginfo1 *info = cb->data;
-	struct xt_connmark_tginfo2 info2 = connmark_tg_widen(info);
-
-	connmark_tg_finish(cb->xflags, &info2);
-	connmark_tg_narrow(info, &info2);
+	connmark_tg_check_rev(cb, 1);
 }
 
 static void connmark_tg_check_v2(struct xt_fcheck_call *cb)
 {
-	connmark_tg_finish(cb->xflags, cb->data);
+	connmark_tg_check_rev(cb, 2);
 }
 
-static const char *connmark_shift_dir(const struct xt_connmark_tginfo2 *info)
+static void connmark_tg_check_v3(struct xt_fcheck_call *cb)
+{
+	connmark_tg_check_rev(cb, 3);
+}
+
+static const char *connmark_shift_dir(const struct xt_connmark_tginfo3 *info)
 {
 	return info->shift_dir == D_SHIFT_RIGHT ? "right" : "left";
 }
 
-static void connmark_tg_show(const struct xt_connmark_tginfo2 *info)
+/* OpenWrt's print and save texts of --set-dscpmark. */
+static void connmark_tg_show(const struct xt_connmark_tginfo3 *info)
 {
+	if (info->func == XT_CONNMARK_DSCP) {
+		printf(" CONNMARK DSCP 0x%x/0x%x", info->ctmark, info->ctmask);
+		return;
+	}
 	switch (info->mode) {
 	case XT_CONNMARK_SET:
 		if (info->ctmark == 0)
@@ -287,24 +394,41 @@ static void connmark_tg_show(const struct xt_connmark_tginfo2 *info)
 		       connmark_shift_dir(info), info->shift_bits);
 }
 
+static void connmark_tg_print_rev(const struct xt_entry_target *target,
+				  unsigned int revision)
+{
+	const struct xt_connmark_tginfo3 info =
+		connmark_tg_widen(target->data, revision);
+
+	connmark_tg_show(&info);
+}
+
 static void connmark_tg_print(const void *ip,
 			      const struct xt_entry_target *target, int numeric)
 {
-	const struct xt_connmark_tginfo2 info2 =
-		connmark_tg_widen((const void *)target->data);
-
-	connmark_tg_show(&info2);
+	connmark_tg_print_rev(target, 1);
 }
 
 static void connmark_tg_print_v2(const void *ip,
 				 const struct xt_entry_target *target,
 				 int numeric)
 {
-	connmark_tg_show((const void *)target->data);
+	connmark_tg_print_rev(target, 2);
 }
 
-static void connmark_tg_put(const struct xt_connmark_tginfo2 *info)
+static void connmark_tg_print_v3(const void *ip,
+				 const struct xt_entry_target *target,
+				 int numeric)
 {
+	connmark_tg_print_rev(target, 3);
+}
+
+static void connmark_tg_put(const struct xt_connmark_tginfo3 *info)
+{
+	if (info->func == XT_CONNMARK_DSCP) {
+		printf(" --set-dscpmark 0x%x/0x%x", info->ctmark, info->ctmask);
+		return;
+	}
 	switch (info->mode) {
 	case XT_CONNMARK_SET:
 		printf(" --set-xmark 0x%x/0x%x", info->ctmark, info->ctmask);
@@ -325,24 +449,36 @@ static void connmark_tg_put(const struct xt_connmark_tginfo2 *info)
 		       connmark_shift_dir(info), info->shift_bits);
 }
 
+static void connmark_tg_save_rev(const struct xt_entry_target *target,
+				 unsigned int revision)
+{
+	const struct xt_connmark_tginfo3 info =
+		connmark_tg_widen(target->data, revision);
+
+	connmark_tg_put(&info);
+}
+
 static void connmark_tg_save(const void *ip,
 			     const struct xt_entry_target *target)
 {
-	const struct xt_connmark_tginfo2 info2 =
-		connmark_tg_widen((const void *)target->data);
-
-	connmark_tg_put(&info2);
+	connmark_tg_save_rev(target, 1);
 }
 
 static void connmark_tg_save_v2(const void *ip,
 				const struct xt_entry_target *target)
 {
-	connmark_tg_put((const void *)target->data);
+	connmark_tg_save_rev(target, 2);
+}
+
+static void connmark_tg_save_v3(const void *ip,
+				const struct xt_entry_target *target)
+{
+	connmark_tg_save_rev(target, 3);
 }
 
 /* The value that SET, SAVE or RESTORE assigns, before the shift. */
 static void connmark_tg_xlate_value(struct xt_xlate *xl,
-				    const struct xt_connmark_tginfo2 *info)
+				    const struct xt_connmark_tginfo3 *info)
 {
 	switch (info->mode) {
 	case XT_CONNMARK_SET:
@@ -375,14 +511,16 @@ static void connmark_tg_xlate_value(struct xt_xlate *xl,
  * destination's bits outside its mask, which takes two runtime values in one
  * expression: nft cannot say that, so only a copy that replaces the whole
  * destination mark is translated. A shifted constant is folded, as nft
- * cannot shift one.
+ * cannot shift one. --set-dscpmark keeps the ct mark bits outside both of
+ * its masks and ORs the DSCP in, the same two runtime values: never
+ * translated.
  */
 static int connmark_tg_xl(struct xt_xlate *xl,
-			  const struct xt_connmark_tginfo2 *info)
+			  const struct xt_connmark_tginfo3 *info)
 {
 	const char *dest;
 
-	if (info->shift_bits >= 32)
+	if (info->func != XT_CONNMARK_VALUE || info->shift_bits >= 32)
 		return 0;
 	switch (info->mode) {
 	case XT_CONNMARK_SET:
@@ -417,19 +555,32 @@ static int connmark_tg_xl(struct xt_xlate *xl,
 	return 1;
 }
 
+static int connmark_tg_xlate_rev(struct xt_xlate *xl,
+				 const struct xt_entry_target *target,
+				 unsigned int revision)
+{
+	const struct xt_connmark_tginfo3 info =
+		connmark_tg_widen(target->data, revision);
+
+	return connmark_tg_xl(xl, &info);
+}
+
 static int connmark_tg_xlate(struct xt_xlate *xl,
 			     const struct xt_xlate_tg_params *params)
 {
-	const struct xt_connmark_tginfo2 info2 =
-		connmark_tg_widen((const void *)params->target->data);
-
-	return connmark_tg_xl(xl, &info2);
+	return connmark_tg_xlate_rev(xl, params->target, 1);
 }
 
 static int connmark_tg_xlate_v2(struct xt_xlate *xl,
 				const struct xt_xlate_tg_params *params)
 {
-	return connmark_tg_xl(xl, (const void *)params->target->data);
+	return connmark_tg_xlate_rev(xl, params->target, 2);
+}
+
+static int connmark_tg_xlate_v3(struct xt_xlate *xl,
+				const struct xt_xlate_tg_params *params)
+{
+	return connmark_tg_xlate_rev(xl, params->target, 3);
 }
 
 static struct xtables_target connmark_tg_reg[] = {
@@ -457,13 +608,29 @@ static struct xtables_target connmark_tg_reg[] = {
 		.size          = XT_ALIGN(sizeof(struct xt_connmark_tginfo2)),
 		.userspacesize = XT_ALIGN(sizeof(struct xt_connmark_tginfo2)),
 		.help          = connmark_tg_help_v2,
-		.init          = connmark_tg_init_v2,
+		.init          = connmark_tg_init,
 		.x6_parse      = connmark_tg_parse_v2,
 		.x6_fcheck     = connmark_tg_check_v2,
 		.print         = connmark_tg_print_v2,
 		.save          = connmark_tg_save_v2,
 		.xlate         = connmark_tg_xlate_v2,
 		.x6_options    = connmark_tg_opts_v2,
+	},
+	{
+		.family        = NFPROTO_UNSPEC,
+		.name          = "CONNMARK",
+		.revision      = 3,
+		.version       = XTABLES_VERSION,
+		.size          = XT_ALIGN(sizeof(struct xt_connmark_tginfo3)),
+		.userspacesize = XT_ALIGN(sizeof(struct xt_connmark_tginfo3)),
+		.help          = connmark_tg_help_v3,
+		.init          = connmark_tg_init,
+		.x6_parse      = connmark_tg_parse_v3,
+		.x6_fcheck     = connmark_tg_check_v3,
+		.print         = connmark_tg_print_v3,
+		.save          = connmark_tg_save_v3,
+		.xlate         = connmark_tg_xlate_v3,
+		.x6_options    = connmark_tg_opts_v3,
 	},
 };
 

@@ -18,6 +18,11 @@
 # Revision 1 runs only where the kernel lacks revision 2, so one more legacy
 # ipv4 namespace repeats all that (without the shift options) with iptables
 # told by an LD_PRELOAD shim that the kernel has no CONNMARK revision 2.
+# Revision 3 (--set-dscpmark, REV3 lines) is used only where the kernel has
+# it (our module; it must be there when our module is loaded); elsewhere
+# iptables must fall back to revision 2, where --set-dscpmark is an unknown
+# option and every other rule works: Debian's kernel shows that, and in the
+# legacy ipv4 namespace a second shim hides revision 3 from iptables.
 # Then plugin/connmark.txlate with iptables-translate and ip6tables-translate,
 # also against Debian's plugins.
 #
@@ -48,6 +53,7 @@ nchecks=0
 nfails=0
 nssyntax=""
 rev1=""		# the LD_PRELOAD shim when testing revision 1
+rev3=false	# iptables uses CONNMARK revision 3 (the kernel has it)
 
 # One entry per .t line and chain of its section ("instance"), file order.
 i_file=()
@@ -63,6 +69,7 @@ i_err=()	# FAIL: first line of the error with our plugins
 declare -A n_lines=()
 tables=()
 ok_list=()	# OK instances added in one batch
+rev3_list=()	# OK instances of revision 3, in a second batch
 kernel_list=()	# OK instances that a kernel may refuse, one by one
 fail_list=()	# FAIL instances
 ours_save=""	# save_all and list_all with the OK batch in place
@@ -91,6 +98,8 @@ print_cases=(
 	"-j CONNMARK --restore-mark --mask 0xff --right-shift-mark 8|CONNMARK restore mask 0xff right-shift-mark 8"
 	"-j CONNMARK --set-xmark 0x23/0x63 --right-shift-mark 5|CONNMARK xset 0x23/0x63 right-shift-mark 5"
 	"-j CONNMARK --and-mark 0xff --left-shift-mark 4|CONNMARK and 0xff left-shift-mark 4"
+	"-j CONNMARK --set-dscpmark 0xfc000000/0x01000000|CONNMARK DSCP 0xfc000000/0x1000000"
+	"-j CONNMARK --set-dscpmark 0x3f/0x0|CONNMARK DSCP 0x3f/0x0"
 	"-m connmark --mark 0x1|connmark match  0x1"
 	"-m connmark --mark 0x1/0xff|connmark match  0x1/0xff"
 	"-m connmark ! --mark 0x1|connmark match ! 0x1"
@@ -108,7 +117,15 @@ error_cases=(
 	'-j CONNMARK|CONNMARK target: No operation specified'
 	'-j CONNMARK --mask 0xff|CONNMARK target: No operation specified'
 	'-m connmark|connmark: option "--mark" must be specified'
+	'-j CONNMARK --set-dscpmark 0xf8000000/0x1000000|CONNMARK target: need 6 contiguous dscpmask bits'
+	'-j CONNMARK --set-dscpmark 0xfc000001/0x1000000|CONNMARK target: need 6 contiguous dscpmask bits'
+	'-j CONNMARK --set-dscpmark 0xfc000000/0x4000000|CONNMARK target: dscpmask and statemask overlap'
+	'-j CONNMARK --set-dscpmark 0xfc000000|CONNMARK target: dscpmask and statemask overlap'
+	'-j CONNMARK --save-mark --set-dscpmark 0xfc000000/0x1000000|CONNMARK: option "--set-dscpmark" cannot be used together with "--save-mark".'
+	'-j CONNMARK --set-dscpmark 0xfc000000/0x1000000 --mask 0xff|CONNMARK: option "--set-dscpmark" cannot be used together with "--mask".'
 )
+# Without revision 3 in the kernel, what every --set-dscpmark case gets.
+no_rev3_error='unknown option "--set-dscpmark"'
 
 fail()
 {
@@ -140,6 +157,8 @@ load_t_files()
 			esac
 			IFS=';' read -r rule exp status flag <<< "$line"
 			[ "$exp" = "=" ] && exp=$rule
+			# no revision 3: iptables must refuse the option
+			[ "$flag" = REV3 ] && ! $rev3 && status=FAIL
 			[ -n "$rev1" ] && [[ $rule == *-shift-mark* ]] &&
 				continue
 			case $status in
@@ -162,6 +181,10 @@ load_t_files()
 					fail_list+=($((${#i_rule[@]} - 1)))
 				elif [ "$flag" = KERNEL ]; then
 					kernel_list+=($((${#i_rule[@]} - 1)))
+				elif [ "$flag" = REV3 ]; then
+					rev3_list+=($((${#i_rule[@]} - 1)))
+					i_pos[-1]=${pos[rev3 $table $chain]:-0}
+					pos[rev3 $table $chain]=$((i_pos[-1] + 1))
 				else
 					ok_list+=($((${#i_rule[@]} - 1)))
 					i_pos[-1]=${pos[$table $chain]:-0}
@@ -261,7 +284,7 @@ restore()
 flush_all()
 {
 	restore "$our_libdir" "$(batch F "${ok_list[@]}" "${kernel_list[@]}" \
-		"${fail_list[@]}")" >/dev/null
+		"${rev3_list[@]}" "${fail_list[@]}")" >/dev/null
 }
 
 # Diagnostic dump after a failure.
@@ -319,47 +342,61 @@ check_one()
 	fi
 }
 
-# All OK lines in one restore; -S must show each expected save text in its
-# place; one restore deletes them all by their save text.
-check_ok_lines()
+# check_ok_batch LIST: all OK lines of LIST (ok_list or rev3_list) in one
+# restore; -S must show each expected save text in its place; one restore
+# deletes them all by their save text.
+check_ok_batch()
 {
-	local baseline text out i key
+	local -n list=$1
+	local baseline text out i key save
 	local -A got=()
 
+	[ "${#list[@]}" -gt 0 ] || return
 	baseline=$(save_all)
-	text=$(batch A "${ok_list[@]}")
+	text=$(batch A "${list[@]}")
 	if ! out=$(restore "$our_libdir" "$text"); then
-		fail "the OK lines do not restore: $out; one by one:"
+		fail "the OK lines ($1) do not restore: $out; one by one:"
 		flush_all
-		for i in "${ok_list[@]}"; do
+		for i in "${list[@]}"; do
 			check_one "$i"
 		done
 		return
 	fi
-	ours_save=$(save_all)
-	ours_list=$(list_all)
-	index_rules got "$(save_rules "$ours_save")"
-	for i in "${ok_list[@]}"; do
+	save=$(save_all)
+	if [ "$1" = ok_list ]; then
+		ours_save=$save
+		ours_list=$(list_all)
+	fi
+	index_rules got "$(save_rules "$save")"
+	for i in "${list[@]}"; do
 		nchecks=$((nchecks + 1))
 		key="${i_table[i]} ${i_chain[i]} ${i_pos[i]}"
 		[ "${got[$key]-}" = "${i_exp[i]}" ] && continue
 		fail "$(describe "$i"): want '-A ${i_chain[i]} ${i_exp[i]}'," \
 		     "got '-A ${i_chain[i]} ${got[$key]-}'"
 	done
-	if [ "$(save_rules "$ours_save" | wc -l)" -ne \
-	     $((${#ok_list[@]} + $(save_rules "$baseline" | wc -l))) ]; then
-		fail "want ${#ok_list[@]} more rules after the OK lines, got:"
+	if [ "$(save_rules "$save" | wc -l)" -ne \
+	     $((${#list[@]} + $(save_rules "$baseline" | wc -l))) ]; then
+		fail "want ${#list[@]} more rules after the OK lines ($1), got:"
 		dump
 	fi
 
 	nchecks=$((nchecks + 1))
-	if ! out=$(restore "$our_libdir" "$(batch D "${ok_list[@]}")"); then
-		fail "deletion of the OK lines by their save text: $out"
+	if ! out=$(restore "$our_libdir" "$(batch D "${list[@]}")"); then
+		fail "deletion of the OK lines ($1) by their save text: $out"
 	elif [ "$(save_all)" != "$baseline" ]; then
-		fail "rules left after deletion by their save text:"
+		fail "rules left after deletion by their save text ($1):"
 		dump
 	fi
 	flush_all
+}
+
+check_ok_lines()
+{
+	local i
+
+	check_ok_batch ok_list
+	check_ok_batch rev3_list
 	for i in "${kernel_list[@]}"; do
 		check_one "$i"
 	done
@@ -435,6 +472,7 @@ check_prints()
 	text="*mangle"
 	for case in "${print_cases[@]}"; do
 		[ -n "$rev1" ] && [[ $case == *-shift-mark* ]] && continue
+		! $rev3 && [[ $case == *-dscpmark* ]] && continue
 		text+=$'\n'"-A PREROUTING ${case%%|*}"
 	done
 	text+=$'\n'COMMIT
@@ -446,6 +484,7 @@ check_prints()
 	"$ipt" -t mangle -F PREROUTING
 	for case in "${print_cases[@]}"; do
 		[ -n "$rev1" ] && [[ $case == *-shift-mark* ]] && continue
+		! $rev3 && [[ $case == *-dscpmark* ]] && continue
 		nchecks=$((nchecks + 1))
 		got=${lines[k]-}
 		k=$((k + 1))
@@ -464,6 +503,7 @@ check_errors()
 		rule=${case%%|*}
 		want=${case#*|}
 		[ -n "$rev1" ] && [[ $rule == *-shift-mark* ]] && continue
+		! $rev3 && [[ $rule == *-dscpmark* ]] && want=$no_rev3_error
 		nchecks=$((nchecks + 1))
 		read -r -a args <<< "$rule"
 		out=$("$ipt" -t mangle -A PREROUTING "${args[@]}" 2>&1)
@@ -545,6 +585,8 @@ run_differential()
 		done
 	fi
 	for i in "${fail_list[@]}"; do
+		# Debian's plugins have no revision 3
+		$rev3 && [ "${i_flag[i]}" = REV3 ] && continue
 		read -r -a args <<< "${i_rule[i]}"
 		out=$(XTABLES_LIBDIR=$distro_libdir "$ipt" -t "${i_table[i]}" \
 			-A "${i_chain[i]}" "${args[@]}" 2>&1)
@@ -574,6 +616,50 @@ check_rev1()
 	fi
 }
 
+# check_rev3: does iptables use revision 3 (its help has --set-dscpmark)?
+# It must where our module is loaded, unless a shim hides revision 3.
+check_rev3()
+{
+	if "$ipt" -j CONNMARK -h 2>/dev/null | grep -q -e --set-dscpmark; then
+		rev3=true
+	fi
+	echo "# $group: iptables uses CONNMARK revision 3: $rev3"
+	[ -z "$rev1" ] && ! $rev3 && [ -e /sys/module/xt_connmark/version ] &&
+		fail "our xt_connmark $(cat /sys/module/xt_connmark/version)" \
+		     "is loaded, but iptables does not use CONNMARK revision 3"
+}
+
+# check_rev2_fallback SHIM: with the kernel's revision 3 hidden by SHIM,
+# iptables falls back to revision 2: a shifted save works, --set-dscpmark
+# is an unknown option.
+check_rev2_fallback()
+{
+	local out before=$nfails
+	local want='-A PREROUTING -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff --left-shift-mark 1'
+
+	nchecks=$((nchecks + 3))
+	if LD_PRELOAD=$1 "$ipt" -j CONNMARK -h 2>/dev/null |
+	   grep -q -e --set-dscpmark; then
+		fail "rev2 shim: iptables still uses revision 3"
+	fi
+	out=$(LD_PRELOAD=$1 "$ipt" -t mangle -A PREROUTING -j CONNMARK \
+		--save-mark --left-shift-mark 1 2>&1)
+	# listed with the shim too: iptables 1.8.9 lists only blobs of the
+	# revision it picked ("[unsupported revision]" for the others)
+	[ "$(LD_PRELOAD=$1 state mangle PREROUTING | tail -n 1)" = "$want" ] ||
+		fail "rev2 shim: want '$want', got" \
+		     "'$(LD_PRELOAD=$1 state mangle PREROUTING | tail -n +2)'" \
+		     "${out//$'\n'/ }"
+	"$ipt" -t mangle -F PREROUTING
+	out=$(LD_PRELOAD=$1 "$ipt" -t mangle -A PREROUTING -j CONNMARK \
+		--set-dscpmark 0xfc000000/0x1000000 2>&1) &&
+		"$ipt" -t mangle -F PREROUTING
+	[[ $out == *"$no_rev3_error"* ]] ||
+		fail "rev2 shim: want '$no_rev3_error', got '${out//$'\n'/ }'"
+	[ "$nfails" -eq "$before" ] &&
+		echo "PASS: $group iptables falls back to revision 2 without revision 3"
+}
+
 # run_group BACKEND FAMILY [SHIM]: all checks of one namespace, run inside
 # it; with SHIM, of revision 1.
 run_group()
@@ -600,6 +686,10 @@ run_group()
 		fail "cannot add a CONNMARK rule at all"
 	fi
 	[ -z "$rev1" ] || check_rev1
+	check_rev3
+	if $rev3 && [ "$1 $2" = "legacy ipv4" ] && [ -n "${REV2_SHIM-}" ]; then
+		check_rev2_fallback "$REV2_SHIM"
+	fi
 	check_loaded
 	check_t_files
 	check_prints
@@ -654,12 +744,13 @@ check_txlate()
 	fi
 }
 
-# build_rev1_shim DIR: an LD_PRELOAD library that tells iptables-legacy the
-# kernel has no CONNMARK revision 2 (legacy asks the kernel through this
-# libxtables function; iptables-nft does not).
-build_rev1_shim()
+# build_shim DIR N: DIR/revN.so, an LD_PRELOAD library that tells
+# iptables-legacy the kernel has no CONNMARK revision above N (legacy asks
+# the kernel through this libxtables function; iptables-nft does not).
+build_shim()
 {
-	gcc -O2 -Wall -Werror -fPIC -shared -o "$1/rev1.so" -x c - <<-'EOF'
+	gcc -O2 -Wall -Werror -fPIC -shared -DMAX_REV="$2" -o "$1/rev$2.so" \
+		-x c - <<-'EOF'
 	#define _GNU_SOURCE
 	#include <dlfcn.h>
 	#include <stdint.h>
@@ -670,7 +761,7 @@ build_rev1_shim()
 	{
 		int (*real)(const char *, uint8_t, int);
 
-		if (strcmp(name, "CONNMARK") == 0 && revision >= 2)
+		if (strcmp(name, "CONNMARK") == 0 && revision > MAX_REV)
 			return 0;
 		real = (int (*)(const char *, uint8_t, int))dlsym(RTLD_NEXT,
 			"xtables_compatible_revision");
@@ -728,6 +819,9 @@ run_ns()
 }
 
 nran=0
+if command -v gcc >/dev/null && build_shim "$shim_dir" 2; then
+	export REV2_SHIM=$shim_dir/rev2.so
+fi
 for backend in legacy nft; do
 	for family in ipv4 ipv6; do
 		run_ns "$backend" "$family"
@@ -735,7 +829,7 @@ for backend in legacy nft; do
 done
 if ! command -v gcc >/dev/null; then
 	echo "SKIP: legacy ipv4 rev1: no gcc to build the LD_PRELOAD shim"
-elif ! build_rev1_shim "$shim_dir"; then
+elif ! build_shim "$shim_dir" 1; then
 	echo "FAIL: cannot build the revision 1 LD_PRELOAD shim"
 	ret=$ksft_fail
 else

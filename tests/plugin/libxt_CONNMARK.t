@@ -1,9 +1,15 @@
-# CONNMARK target, revisions 1 and 2: rule;expected-save-or-=;OK|FAIL
-# Expected save text is upstream's canonical form (facts section 5).
+# CONNMARK target, revisions 1 to 3: rule;expected-save-or-=;OK|FAIL
+# Expected save text is upstream's canonical form (facts section 5), or
+# OpenWrt's for revision 3's --set-dscpmark.
 # A fourth field KERNEL marks a rule that userspace accepts but that a
 # kernel may refuse (shift by 32 bits: kernels with the July 2026 check
 # return EINVAL): the rule must then fail with the kernel's error, not a
 # parse error, and leave the chain unchanged.
+# A fourth field REV3 marks a rule of revision 3 only (--set-dscpmark):
+# where the kernel has no CONNMARK revision 3, iptables uses revision 2,
+# which lacks the option, so the rule must fail (even an OK one) and leave
+# the chain unchanged; the differential against Debian's plugins (which
+# have no revision 3) leaves REV3 rules out where the kernel has it.
 *mangle
 :PREROUTING
 # --set-xmark value[/mask]: ctmark = value, ctmask = mask (default all ones)
@@ -134,9 +140,46 @@
 -j CONNMARK --restore-mark --restore-mark;;FAIL
 -j CONNMARK --restore-mark --set-mark 0x1;;FAIL
 -j CONNMARK --save-mark --xor-mark 0x1;;FAIL
+# revision 3 (OpenWrt): --set-dscpmark dscpmask/statemask; the dscpmask is
+# exactly 6 contiguous bits and does not overlap the statemask (which
+# defaults to all ones, so it must be given). Saved with OpenWrt's "%x":
+# what OpenWrt's iptables-save wrote restores and saves unchanged.
+-j CONNMARK --set-dscpmark 0xfc000000/0x01000000;-j CONNMARK --set-dscpmark 0xfc000000/0x1000000;OK;REV3
+-j CONNMARK --set-dscpmark 0xfc000000/0x1000000;=;OK;REV3
+-j CONNMARK --set-dscpmark 4227858432/16777216;-j CONNMARK --set-dscpmark 0xfc000000/0x1000000;OK;REV3
+-j CONNMARK --set-dscpmark 0x3f/0x40;=;OK;REV3
+-j CONNMARK --set-dscpmark 0x3f00/0x0;=;OK;REV3
+-j CONNMARK --set-dscpmark 0x3f0000/0xff000000;=;OK;REV3
+-j CONNMARK --set-dscpmark 0xfc000000/0x3ffffff;=;OK;REV3
+-j CONNMARK --set-dscpmark 0xf8000000/0x1000000;;FAIL;REV3
+-j CONNMARK --set-dscpmark 0xfe000000/0x1;;FAIL;REV3
+-j CONNMARK --set-dscpmark 0xec000000/0x1;;FAIL;REV3
+-j CONNMARK --set-dscpmark 0x1f0/0x1;;FAIL;REV3
+-j CONNMARK --set-dscpmark 0x1f8/0x1;=;OK;REV3
+-j CONNMARK --set-dscpmark 0x0/0x1;;FAIL;REV3
+-j CONNMARK --set-dscpmark 0x7e000000/0x3000000;;FAIL;REV3
+-j CONNMARK --set-dscpmark 0xfc000000/0xffffffff;;FAIL;REV3
+-j CONNMARK --set-dscpmark 0xfc000000;;FAIL;REV3
+-j CONNMARK --set-dscpmark 0x1fc000000/0x1;;FAIL;REV3
+-j CONNMARK --set-dscpmark 0xfc000000/-1;;FAIL;REV3
+-j CONNMARK --set-dscpmark foo;;FAIL;REV3
+-j CONNMARK --set-dscpmark;;FAIL;REV3
+# --set-dscpmark excludes every other operation, itself twice, the masks
+# and the shifts, in either order
+-j CONNMARK --set-dscpmark 0xfc000000/0x1000000 --save-mark;;FAIL;REV3
+-j CONNMARK --restore-mark --set-dscpmark 0xfc000000/0x1000000;;FAIL;REV3
+-j CONNMARK --set-mark 0x1 --set-dscpmark 0xfc000000/0x1000000;;FAIL;REV3
+-j CONNMARK --set-dscpmark 0xfc000000/0x1000000 --xor-mark 0x1;;FAIL;REV3
+-j CONNMARK --set-dscpmark 0xfc000000/0x1000000 --set-dscpmark 0xfc000000/0x1000000;;FAIL;REV3
+-j CONNMARK --set-dscpmark 0xfc000000/0x1000000 --ctmask 0xff;;FAIL;REV3
+-j CONNMARK --nfmask 0xff --set-dscpmark 0xfc000000/0x1000000;;FAIL;REV3
+-j CONNMARK --set-dscpmark 0xfc000000/0x1000000 --mask 0xff;;FAIL;REV3
+-j CONNMARK --left-shift-mark 2 --set-dscpmark 0xfc000000/0x1000000;;FAIL;REV3
+-j CONNMARK --set-dscpmark 0xfc000000/0x1000000 --right-shift-mark 0;;FAIL;REV3
 # CONNMARK has no table or chain restriction
 :FORWARD,OUTPUT,POSTROUTING
 -j CONNMARK --set-mark 0x1;-j CONNMARK --set-xmark 0x1/0xffffffff;OK
+-j CONNMARK --set-dscpmark 0xfc000000/0x1000000;=;OK;REV3
 -j CONNMARK --save-mark --mask 0xff --left-shift-mark 8;-j CONNMARK --save-mark --nfmask 0xff --ctmask 0xff --left-shift-mark 8;OK
 *filter
 :INPUT,FORWARD,OUTPUT
@@ -145,5 +188,6 @@
 -j CONNMARK --save-mark --set-mark 0x1;;FAIL
 *raw
 :PREROUTING,OUTPUT
+-j CONNMARK --set-dscpmark 0x3f/0x100;=;OK;REV3
 -j CONNMARK --save-mark --right-shift-mark 4;-j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff --right-shift-mark 4;OK
 -j CONNMARK --xor-mark 0x10;-j CONNMARK --set-xmark 0x10/0x0;OK

@@ -5,7 +5,9 @@
  * Checks the CONNMARK arithmetic against an independent reference that
  * computes every result bit on its own (the position it comes from after
  * the shift, and what the mode does to one bit), plus 64-bit arithmetic
- * for the shift and a set of vectors computed by hand. Output is TAP; the
+ * for the shift and a set of vectors computed by hand; likewise the
+ * --set-dscpmark arithmetic of revision 3 for all 64 DSCP values and every
+ * valid dscpmask. Output is TAP; the
  * exit status is non-zero if any test fails. The PRNG has a fixed seed so
  * that every run is identical.
  *
@@ -251,6 +253,15 @@ static void test_abi(void)
 		{ offsetof(struct xt_connmark_tginfo2, shift_dir), 12 },
 		{ offsetof(struct xt_connmark_tginfo2, shift_bits), 13 },
 		{ offsetof(struct xt_connmark_tginfo2, mode), 14 },
+		{ sizeof(struct xt_connmark_tginfo3), 16 },
+		{ offsetof(struct xt_connmark_tginfo3, ctmask), 4 },
+		{ offsetof(struct xt_connmark_tginfo3, nfmask), 8 },
+		{ offsetof(struct xt_connmark_tginfo3, shift_dir), 12 },
+		{ offsetof(struct xt_connmark_tginfo3, shift_bits), 13 },
+		{ offsetof(struct xt_connmark_tginfo3, mode), 14 },
+		{ offsetof(struct xt_connmark_tginfo3, func), 15 },
+		{ XT_CONNMARK_VALUE, 1 },
+		{ XT_CONNMARK_DSCP, 2 },
 		{ offsetof(struct xt_connmark_mtinfo1, mask), 4 },
 		{ offsetof(struct xt_connmark_mtinfo1, invert), 8 },
 		{ XT_CONNMARK_SET, 0 },
@@ -666,6 +677,190 @@ static void test_option_semantics(void)
 	}
 }
 
+/* ---- --set-dscpmark (revision 3) ---- */
+
+/* Reference: a valid dscpmask has exactly 6 set bits, and they are the six
+ * bits from its lowest set bit up. Returns that bit, or -1.
+ */
+static int ref_dscpmask_shift(__u32 m)
+{
+	int i, lowest = -1, count = 0;
+
+	for (i = 31; i >= 0; i--) {
+		if (bit(m, i)) {
+			count++;
+			lowest = i;
+		}
+	}
+	if (count != 6 || lowest > 26)
+		return -1;
+	for (i = lowest; i < lowest + 6; i++)
+		if (!bit(m, i))
+			return -1;
+	return lowest;
+}
+
+/* Reference: bit i of the new mark is 1 inside the statemask, else DSCP
+ * bit (i - shift) inside the dscpmask, else the old bit.
+ */
+static __u32 ref_dscp(__u32 ct, __u32 dscp, __u32 dscpmask,
+		      __u32 statemask, int shift)
+{
+	__u32 r = 0;
+	int i;
+
+	for (i = 0; i < 32; i++) {
+		if (bit(statemask, i))
+			r |= 1U << i;
+		else if (!bit(dscpmask, i) && bit(ct, i))
+			r |= 1U << i;
+		else if (bit(dscpmask, i) && i >= shift && bit(dscp, i - shift))
+			r |= 1U << i;
+	}
+	return r;
+}
+
+static void expect_dscpmask(__u32 m)
+{
+	struct args a = { .ctmark = m };
+	int got = connmark_dscpmask_shift(m), want = ref_dscpmask_shift(m);
+
+	expect("dscpmask shift", &a, (__u32)got, (__u32)want);
+}
+
+/* Every run of 1 to 32 contiguous bits at every position, each with one
+ * bit flipped, and random masks: exactly the 27 runs of 6 are valid.
+ */
+static void test_dscpmask_shift(void)
+{
+	unsigned int lo, len, valid = 0;
+	struct args a = { 0 };
+	__u32 m;
+	int i;
+
+	expect_dscpmask(0);
+	for (lo = 0; lo < 32; lo++) {
+		for (len = 1; lo + len <= 32; len++) {
+			m = (__u32)(((1ULL << len) - 1) << lo);
+			expect_dscpmask(m);
+			if (connmark_dscpmask_shift(m) >= 0)
+				valid++;
+			for (i = 0; i < 32; i++)
+				expect_dscpmask(m ^ (1U << i));
+		}
+	}
+	expect("valid dscpmasks", &a, valid, 27);
+	for (i = 0; i < RANDOM_ITERATIONS; i++)
+		expect_dscpmask(rng_mask());
+}
+
+/* A hand-computed --set-dscpmark case. */
+struct dscp_vec {
+	__u32 ct, dscp, dscpmask, statemask, want;
+};
+
+static const struct dscp_vec dscp_vecs[] = {
+	/* OpenWrt's example, EF (46 = 0x2e): 0x2e << 26 = 0xb8000000;
+	 * 0x00001234 | 0x01000000 | 0xb8000000 = 0xb9001234
+	 */
+	{ 0x00001234, 46, 0xfc000000, 0x01000000, 0xb9001234 },
+	/* old DSCP bits are replaced: 0xffffffff & ~0xfc000000 =
+	 * 0x03ffffff; | 0x01000000 (already set); | 0 = 0x03ffffff
+	 */
+	{ 0xffffffff, 0, 0xfc000000, 0x01000000, 0x03ffffff },
+	/* CS1 (8) in bits 0-5: 0xaaaaaaaa & ~0x3f = 0xaaaaaa80;
+	 * | 0x40 = 0xaaaaaac0; | 0x08 = 0xaaaaaac8
+	 */
+	{ 0xaaaaaaaa, 8, 0x0000003f, 0x00000040, 0xaaaaaac8 },
+	/* 63 in bits 8-13, no statemask: 0x3f << 8 = 0x3f00 */
+	{ 0x00000000, 63, 0x00003f00, 0x00000000, 0x00003f00 },
+	/* AF41 (34 = 0x22) in bits 16-21: 0x22 << 16 = 0x220000;
+	 * 0x12345678 & ~0x3f0000 = 0x12005678; | 0x80000000 = 0x92005678;
+	 * | 0x220000 = 0x92225678
+	 */
+	{ 0x12345678, 34, 0x003f0000, 0x80000000, 0x92225678 },
+	/* DSCP bits above the sixth are ignored: 0x7f -> 0x3f << 26 */
+	{ 0x00000000, 0x7f, 0xfc000000, 0x00000000, 0xfc000000 },
+};
+
+static void test_dscp_vecs(void)
+{
+	const struct dscp_vec *v;
+	struct args a;
+	size_t i;
+	int shift;
+
+	for (i = 0; i < ARRAY_SIZE(dscp_vecs); i++) {
+		v = &dscp_vecs[i];
+		shift = connmark_dscpmask_shift(v->dscpmask);
+		a = (struct args){ .ct = v->ct, .nf = v->dscp,
+				   .ctmark = v->dscpmask,
+				   .ctmask = v->statemask,
+				   .bits = (unsigned int)shift };
+		expect("DSCP", &a, connmark_dscp(v->ct, v->dscp, v->dscpmask,
+						 v->statemask, shift),
+		       v->want);
+		expect("DSCP reference", &a,
+		       ref_dscp(v->ct, v->dscp, v->dscpmask, v->statemask,
+				shift), v->want);
+	}
+}
+
+/* Every valid dscpmask, all 64 DSCP values, random marks and statemasks
+ * outside the dscpmask: the reference agrees, the DSCP reads back from
+ * the dscpmask bits, the statemask bits are set and the rest is kept.
+ */
+static void test_dscp_all(void)
+{
+	__u32 dscpmask, statemask, got, dscp;
+	struct args a;
+	int shift, k;
+
+	for (shift = 0; shift <= 26; shift++) {
+		dscpmask = 0x3fU << shift;
+		for (dscp = 0; dscp < 64; dscp++) {
+			for (k = 0; k < 200; k++) {
+				statemask = rng_mask() & ~dscpmask;
+				a = (struct args){ .ct = rng(), .nf = dscp,
+						   .ctmark = dscpmask,
+						   .ctmask = statemask,
+						   .bits = shift };
+				got = connmark_dscp(a.ct, dscp, dscpmask,
+						    statemask, shift);
+				expect("DSCP", &a, got,
+				       ref_dscp(a.ct, dscp, dscpmask,
+						statemask, shift));
+				expect("DSCP read back", &a,
+				       (got & dscpmask) >> shift, dscp);
+				expect("DSCP state", &a, got & statemask,
+				       statemask);
+				expect("DSCP kept", &a,
+				       got & ~(dscpmask | statemask),
+				       a.ct & ~(dscpmask | statemask));
+			}
+		}
+	}
+}
+
+/* Random everything, masks included (even invalid and overlapping ones,
+ * which checkentry refuses): implementation and reference still agree.
+ */
+static void test_dscp_random(void)
+{
+	struct args a;
+	int i;
+
+	for (i = 0; i < RANDOM_ITERATIONS; i++) {
+		random_args(&a);
+		a.nf = rng() % 256;
+		a.bits = rng() % 27;
+		expect("DSCP random", &a,
+		       connmark_dscp(a.ct, a.nf, a.ctmark, a.ctmask, a.bits),
+		       ref_dscp(a.ct, a.nf & 0x3f, a.ctmark, a.ctmask,
+				(int)a.bits));
+	}
+}
+
 static const struct {
 	void (*run)(void);
 	const char *name;
@@ -714,6 +909,14 @@ static const struct {
 	  "all modes: shift >= 32 shifts every copied bit out" },
 	{ test_option_semantics,
 	  "iptables and/or/xor/set-mark/--mask encodings behave as named" },
+	{ test_dscpmask_shift,
+	  "DSCP: dscpmask is valid iff 6 contiguous bits, shift = lowest" },
+	{ test_dscp_vecs,
+	  "DSCP: hand-computed vectors" },
+	{ test_dscp_all,
+	  "DSCP: every dscpmask, all 64 DSCPs, random marks and statemasks" },
+	{ test_dscp_random,
+	  "DSCP: random marks, masks and DS fields match bit reference" },
 };
 
 int main(void)
