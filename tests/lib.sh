@@ -284,3 +284,51 @@ fill_assoc()
 		fill_assoc_arr["$key"]=$value
 	done <<<"$2"
 }
+
+# setup_second_uplink: after setup_router_topology, a second link between
+# the router and the server, and an "Internet" address on the server that
+# the router's main table reaches through the first link:
+#
+#   nsrouter veth2 -- veth1 nsserver     nsserver lo
+#   10.0.3.1/24       10.0.3.99/24       10.0.9.99/32
+#   dead:3::1/64      dead:3::99/64      dead:9::99/128
+#
+# The server still routes everything back through 10.0.2.1 (uplink 1).
+setup_second_uplink()
+{
+	ip netns exec "$nsserver" sysctl -q -w net.ipv4.conf.all.rp_filter=0 \
+		net.ipv4.conf.default.rp_filter=0 \
+		net.ipv6.conf.all.accept_dad=0 \
+		net.ipv6.conf.default.accept_dad=0 >/dev/null || return
+	ip link add veth2 netns "$nsrouter" type veth \
+		peer name veth1 netns "$nsserver" || return
+	ip -net "$nsrouter" -batch - <<-EOF2 || return
+		addr add 10.0.3.1/24 dev veth2
+		addr add dead:3::1/64 dev veth2 nodad
+		link set veth2 up
+		route add 10.0.9.0/24 via 10.0.2.99
+		route add dead:9::/64 via dead:2::99
+	EOF2
+	ip -net "$nsserver" -batch - <<-EOF2 || return
+		addr add 10.0.9.99/32 dev lo
+		addr add dead:9::99/128 dev lo
+		addr add 10.0.3.99/24 dev veth1
+		addr add dead:3::99/64 dev veth1 nodad
+		link set veth1 up
+	EOF2
+	slowwait 10 ip netns exec "$nsrouter" ping -q -c 1 -W 0.5 10.0.3.99 \
+		>/dev/null || return
+	slowwait 10 ip netns exec "$nsrouter" ping -q -c 1 -W 0.5 dead:3::99 \
+		>/dev/null || return
+	slowwait 10 ip netns exec "$nsclient" ping -q -c 1 -W 0.5 10.0.9.99 \
+		>/dev/null || return
+	slowwait 10 ip netns exec "$nsclient" ping -q -c 1 -W 0.5 dead:9::99 \
+		>/dev/null
+}
+
+# tc_class_packets NS DEV CLASSID: packets sent by one tc class.
+tc_class_packets()
+{
+	tc -net "$1" -s class show dev "$2" classid "$3" 2>/dev/null |
+		awk '$1 == "Sent" { print $4; exit }'
+}
