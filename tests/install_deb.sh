@@ -1,0 +1,186 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The Debian packages "make deb" built on the host (tests/run.sh, in
+# XTCM_DEB_DIR), installed with dpkg as on a router, with the plugins
+# iptables loads by default (no XTABLES_LIBDIR):
+#
+#   1. rmmod the runner's module; dpkg -i xtables-connmark-plugins
+#      xt-connmark-dkms: DKMS builds and installs the module for the running
+#      kernel (dkms status "installed"); both plugins are diverted by
+#      xtables-connmark-plugins (dpkg-divert --list), the distribution's kept
+#      unchanged as .distrib, ours are the package's (dpkg --verify)
+#   2. fresh namespace, plain iptables: "-j CONNMARK --set-mark 0x2a" and a
+#      "-m connmark --mark 0x2a" counter in mangle OUTPUT autoload our module
+#      (version, updates/), iptables -S lists them, and a ping gets its
+#      connection marked 42 (conntrack -L) and counted by the match
+#   3. dpkg -i of the installed iptables version's package (an upgrade):
+#      ours stay
+#   4. namespace gone, dpkg --purge of both: no DKMS state or module in
+#      updates/, no diversion, the distribution's plugins back byte for byte
+#      (sha256); rmmod; the same rule autoloads the kernel's own module
+#   5. the runner's module is insmod'ed again
+#
+# Runs in the VM only (tests/run.sh), where the root is a throw-away overlay.
+# Most module directories are hidden meanwhile, to keep DKMS's depmod runs
+# short (install_lib.sh, hide_modules).
+
+set -u
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "$0")/install_lib.sh"
+unset XTABLES_LIBDIR
+
+PLUGINS_PKG=xtables-connmark-plugins
+DKMS_PKG=xt-connmark-dkms
+
+install_env_ok || exit "$ksft_skip"
+checktool "dpkg --version" "run test without dpkg"
+checktool "dkms --version" "run test without dkms"
+checktool "iptables --version" "run test without iptables"
+checktool "conntrack --version" "run test without conntrack"
+checktool "ping -V" "run test without ping"
+checktool "test -n '$XTLIBDIR'" "find the xtables directory (pkg-config xtables)"
+
+arch=$(dpkg --print-architecture)
+plugins_deb=${XTCM_DEB_DIR:-}/${PLUGINS_PKG}_${XTCM_VERSION}_$arch.deb
+dkms_deb=${XTCM_DEB_DIR:-}/${DKMS_PKG}_${XTCM_VERSION}_all.deb
+for deb in "$plugins_deb" "$dkms_deb"; do
+	if [ ! -f "$deb" ]; then
+		echo "FAIL: no $deb: \"make deb\" failed on the host? (tests/run.sh)"
+		exit "$ksft_fail"
+	fi
+done
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup()
+{
+	cleanup_all_ns
+	dpkg --purge "$PLUGINS_PKG" "$DKMS_PKG" >/dev/null 2>&1
+	restore_man_db
+	restore_module || exit "$ksft_fail"
+	rm -f "$log"
+}
+trap cleanup EXIT
+
+ret=0
+log=$(mktemp)
+skip_man_db
+link_headers || exit "$ksft_fail"
+hide_modules || exit "$ksft_fail"
+before=$(sha256_of "${PLUGIN_FILES[@]}")
+unload_connmark || exit "$ksft_fail"
+
+start=$SECONDS
+if ! dpkg -i "$plugins_deb" "$dkms_deb" >"$log" 2>&1; then
+	echo "FAIL: dpkg -i $plugins_deb $dkms_deb"
+	cat "$log"
+	exit "$ksft_fail"
+fi
+echo "# dpkg -i of both packages (DKMS build) took $((SECONDS - start)) s"
+status=$(dkms status xt_connmark)
+if ! grep -q "^xt_connmark/$XTCM_VERSION, $KREL, [^:]*: installed" <<<"$status"; then
+	echo "FAIL: dkms status, want xt_connmark/$XTCM_VERSION installed for $KREL, got: $status"
+	cat "$log"
+	ret=1
+else
+	echo "PASS: dpkg -i: DKMS built and installed the module: $status"
+fi
+
+# check_diverted: both plugins diverted by our package, the distribution's
+# files unchanged as .distrib, ours as the package ships them.
+check_diverted()
+{
+	local f want got rc=0
+
+	for f in "${PLUGIN_FILES[@]}"; do
+		want="diversion of $f to $f.distrib by $PLUGINS_PKG"
+		got=$(dpkg-divert --list "$f")
+		if [ "$got" != "$want" ]; then
+			echo "FAIL: $1: dpkg-divert --list $f: '$got', want '$want'"
+			rc=1
+		fi
+	done
+	got=$(sha256_of "${PLUGIN_FILES[@]/%/.distrib}")
+	want=$(awk '{ print $1 "  " $2 ".distrib" }' <<<"$before")
+	if [ "$got" != "$want" ]; then
+		echo "FAIL: $1: the distribution's plugins are now $got, want $want"
+		rc=1
+	fi
+	if ! got=$(dpkg --verify "$PLUGINS_PKG" 2>&1) || [ -n "$got" ]; then
+		echo "FAIL: $1: dpkg --verify $PLUGINS_PKG: $got"
+		rc=1
+	fi
+	[ "$rc" -eq 0 ] && echo "PASS: $1: plugins diverted by $PLUGINS_PKG, ours installed"
+	return "$rc"
+}
+check_diverted "dpkg -i" || ret=1
+
+# The rules a user would write, autoloading the module, and a ping that
+# they mark and count.
+setup_ns nsrouter || exit "$ksft_fail"
+if ! ip netns exec "$nsrouter" iptables -t mangle -A OUTPUT -p icmp \
+	-j CONNMARK --set-mark 0x2a ||
+	! ip netns exec "$nsrouter" iptables -t mangle -A OUTPUT \
+		-m connmark --mark 0x2a; then
+	echo "FAIL: iptables refused the CONNMARK or connmark rule"
+	ret=1
+fi
+check_loaded ours || ret=1
+rules=$(ip netns exec "$nsrouter" iptables -t mangle -S OUTPUT)
+want='-P OUTPUT ACCEPT
+-A OUTPUT -p icmp -j CONNMARK --set-xmark 0x2a/0xffffffff
+-A OUTPUT -m connmark --mark 0x2a'
+if [ "$rules" != "$want" ]; then
+	echo "FAIL: iptables -t mangle -S OUTPUT: $rules, want $want"
+	ret=1
+fi
+ip netns exec "$nsrouter" ping -q -c 1 -W 1 127.0.0.1 >/dev/null
+marks=$(ct_marks "$nsrouter" -p icmp)
+count=$(rule_packets "$nsrouter" iptables mangle OUTPUT 2)
+if [ "$marks" != 42 ] || [ "${count:-0}" -lt 1 ]; then
+	echo "FAIL: ping: conntrack marks '$marks', want 42; connmark match counted '$count', want >= 1"
+	dump_xt_state "$nsrouter" iptables
+	ret=1
+else
+	echo "PASS: the installed plugins and module mark and match a ping's connection"
+fi
+cleanup_all_ns
+
+if [ ! -f "${XTCM_IPTABLES_DEB:-}" ]; then
+	echo "FAIL: no iptables package to reinstall (XTCM_IPTABLES_DEB '${XTCM_IPTABLES_DEB:-}', tests/run.sh)"
+	ret=1
+elif ! dpkg -i "$XTCM_IPTABLES_DEB" >"$log" 2>&1; then
+	echo "FAIL: dpkg -i $XTCM_IPTABLES_DEB"
+	cat "$log"
+	ret=1
+else
+	check_diverted "dpkg -i iptables" || ret=1
+fi
+
+if ! dpkg --purge "$PLUGINS_PKG" "$DKMS_PKG" >"$log" 2>&1; then
+	echo "FAIL: dpkg --purge $PLUGINS_PKG $DKMS_PKG"
+	cat "$log"
+	ret=1
+fi
+after=$(sha256_of "${PLUGIN_FILES[@]}" "${PLUGIN_FILES[@]/%/.distrib}")
+want=$(printf '%s\n' "$before"; printf 'missing %s\n' "${PLUGIN_FILES[@]/%/.distrib}")
+diversions=$(dpkg-divert --list "$XTLIBDIR/libxt_*")
+status=$(dkms status xt_connmark)
+ko=$(find "/lib/modules/$KREL/updates" -name 'xt_connmark.ko*' 2>/dev/null)
+if [ "$after" != "$want" ] || [ -n "$diversions" ]; then
+	echo "FAIL: dpkg --purge: plugins $after, want $want; diversions '$diversions'"
+	ret=1
+elif [ -n "$status" ] || [ -n "$ko" ] || [ -e "$DKMS_SRC" ]; then
+	echo "FAIL: dpkg --purge: dkms status '$status', module '$ko', $DKMS_SRC $([ -e "$DKMS_SRC" ] || echo "gone")"
+	ret=1
+else
+	echo "PASS: dpkg --purge: the distribution's plugins are back byte for byte, no DKMS module"
+fi
+unload_connmark || exit "$ksft_fail"
+autoload_rule iptables || ret=1
+check_loaded in-tree || ret=1
+
+[ "$ret" -eq 0 ] && echo "PASS: the Debian packages install and purge cleanly on $KREL"
+exit "$ret"
