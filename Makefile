@@ -5,6 +5,32 @@
 #   make            module (KDIR=<kernel build dir>) and iptables plugins
 #   make check      install what is missing, unit tests, VM tests on 6.1/6.12
 #   make demo       boot a VM and run the how-to's basic example
+#   make check-cookbook, check-install   docs/cookbook.md's recipes, and the
+#                   DKMS, plugin and .deb installs, in the VM on 6.1/6.12
+#   make check-debug   a subset on the KASAN/lockdep/kmemleak/UBSAN kernel
+#                   of ../shared/debug-kernel
+#   make lifecycle  100 load/use/unload cycles
+#
+# Installing on the machine itself (as root):
+#   make dkms-install     register the module with DKMS (/usr/src/xt_connmark-
+#                         <version>), build and install it into updates/ for
+#                         the running kernel (or KVER=<release>); DKMS rebuilds
+#                         it for every kernel installed later
+#   make dkms-uninstall   remove it for that kernel; the sources and the DKMS
+#                         registration go with the last kernel
+#   make install          the plugins into the xtables plugin directory
+#                         (pkg-config --variable=xtlibdir xtables), the man
+#                         page into $(MANDIR)/man8; on dpkg systems the
+#                         distribution's plugins are kept aside with a local
+#                         dpkg-divert, so an iptables upgrade keeps ours
+#   make uninstall        remove them and the diversions: the distribution's
+#                         files come back unchanged
+#   make deb              xt-connmark-dkms and xtables-connmark-plugins
+#                         packages, with dpkg-buildpackage, into $(DEB_OUT)
+#   make dkms-source      only copy the tree DKMS builds to $(DESTDIR)/usr/src/
+#                         xt_connmark-<version> (for debian/rules)
+# install and uninstall honour DESTDIR (then no diversion is made) and PREFIX
+# (default /usr/local, for the man page).
 
 VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"$$/\1/p' dkms.conf)
 
@@ -18,7 +44,36 @@ KREL = $(shell sed -n 's/^\#define UTS_RELEASE "\(.*\)"$$/\1/p' \
 MODULE_DIR ?= build/$(KREL)
 MODULE_SOURCES = Kbuild kmod include dkms.conf
 
-.PHONY: all module plugins unit check demo clean
+# DKMS: the kernel to install for, the command (options such as
+# --installtree or --kernelsourcedir may be added) and its trees.
+KVER ?= $(shell uname -r)
+DKMS ?= dkms
+DKMS_TREE ?= /var/lib/dkms
+DKMS_SOURCE_TREE ?= /usr/src
+DKMS_CMD = $(DKMS) --dkmstree $(DKMS_TREE) --sourcetree $(DKMS_SOURCE_TREE)
+DKMS_SOURCE = $(DKMS_SOURCE_TREE)/xt_connmark-$(VERSION)
+# The sources of $(MODULE_SOURCES), without build products.
+DKMS_FILES = Kbuild dkms.conf $(wildcard include/*.h kmod/Kbuild kmod/*.[ch])
+
+PREFIX ?= /usr/local
+MANDIR ?= $(PREFIX)/share/man
+XTLIBDIR ?= $(shell pkg-config --variable=xtlibdir xtables 2>/dev/null)
+PLUGINS = libxt_CONNMARK.so libxt_connmark.so
+MANPAGE = doc/xt_connmark.8
+
+DEB_OUT ?= build/deb
+DEB_TREE = $(DEB_OUT)/xt-connmark-$(VERSION)
+# What the Debian packages are built from (not build products).
+DIST_FILES = Makefile Kbuild dkms.conf LICENSE README.md $(MANPAGE) \
+	$(wildcard include/*.h kmod/Kbuild kmod/*.c kmod/*.h \
+		libxt/Makefile libxt/*.c debian/control debian/copyright \
+		debian/rules debian/source/format debian/*.dkms \
+		debian/*.install debian/*.preinst debian/*.postrm \
+		debian/*.lintian-overrides debian/*.manpages)
+
+.PHONY: all module plugins unit check demo check-cookbook check-install \
+	check-debug lifecycle clean dkms-source dkms-install \
+	dkms-uninstall install uninstall deb
 
 all: module plugins
 
@@ -43,6 +98,125 @@ check:
 demo:
 	tests/deps.sh
 	tests/run.sh --demo
+
+# The longer sets of tests/Makefile, each on its own.
+check-cookbook check-install: check-%:
+	tests/deps.sh
+	tests/run.sh $$($(MAKE) -s -C tests print-$(shell echo $* | tr a-z A-Z)_PROGS)
+
+check-debug:
+	tests/deps.sh
+	XTCM_SERIES=debug XTCM_FLAVOURS= XTCM_TEST_TIMEOUT=3600 \
+		tests/run.sh $$($(MAKE) -s -C tests print-DEBUG_PROGS)
+
+lifecycle:
+	tests/deps.sh
+	XTCM_LIFECYCLE_CYCLES=100 XTCM_TEST_TIMEOUT=7200 tests/run.sh lifecycle.sh
+
+# The tree DKMS builds, in $(DESTDIR)$(DKMS_SOURCE) (also used by debian/).
+dkms-source:
+	install -d $(DESTDIR)$(DKMS_SOURCE)
+	cp --parents $(DKMS_FILES) $(DESTDIR)$(DKMS_SOURCE)/
+	chmod -R u=rwX,go=rX $(DESTDIR)$(DKMS_SOURCE)
+
+# not_packaged TARGET: fail when the xt-connmark-dkms package manages the
+# module: DKMS and dpkg would disagree.
+not_packaged = if [ "$$(dpkg-query -W -f '$${Status}' xt-connmark-dkms \
+	2>/dev/null)" = "install ok installed" ]; then echo "$(1): the" \
+	"xt-connmark-dkms package manages xt_connmark: dpkg -r" \
+	"xt-connmark-dkms instead"; exit 1; fi
+
+# dkms exits with 77 when dkms.conf's BUILD_EXCLUSIVE_* skips the kernel; a
+# build that kmod/Kbuild refuses leaves its one-line reason in make.log.
+dkms-install:
+	@command -v $(firstword $(DKMS)) >/dev/null || { echo "dkms-install:" \
+		"dkms is missing: apt-get install dkms linux-headers-$(KVER)"; \
+		exit 1; }
+	@$(call not_packaged,dkms-install)
+	-$(DKMS_CMD) remove xt_connmark/$(VERSION) --all >/dev/null 2>&1
+	rm -rf $(DKMS_SOURCE)
+	$(MAKE) --no-print-directory dkms-source DESTDIR=
+	$(DKMS_CMD) add xt_connmark/$(VERSION)
+	@$(DKMS_CMD) install xt_connmark/$(VERSION) -k $(KVER); rc=$$?; \
+	if [ $$rc -eq 77 ]; then \
+		echo "xt_connmark: not built for $(KVER): the kernel is older" \
+			"than 4.19 or lacks one of $$(sed -n \
+			's/^BUILD_EXCLUSIVE_CONFIG="\(.*\)"$$/\1/p' dkms.conf)"; \
+	elif [ $$rc -ne 0 ]; then \
+		sed -n 's/.*\*\*\* \(xt_connmark: .*\)\.  Stop\.$$/\1/p' \
+			$(DKMS_TREE)/xt_connmark/$(VERSION)/build/make.log \
+			2>/dev/null | head -n 1; \
+	fi; \
+	[ $$rc -eq 0 ] || exit $$rc; \
+	echo "xt_connmark $(VERSION) installed for $(KVER): rmmod" \
+		"xt_connmark (or reboot) to replace a module already loaded"
+
+dkms-uninstall:
+	@$(call not_packaged,dkms-uninstall)
+	-$(DKMS_CMD) remove xt_connmark/$(VERSION) -k $(KVER)
+	@if ! $(DKMS_CMD) status xt_connmark/$(VERSION) 2>/dev/null | \
+		grep -q .; then echo "rm -rf $(DKMS_SOURCE)"; \
+		rm -rf $(DKMS_SOURCE); fi
+	@if [ -e /sys/module/xt_connmark/version ]; then echo "xt_connmark" \
+		"$$(cat /sys/module/xt_connmark/version) is still loaded:" \
+		"rmmod xt_connmark (after flushing its rules) or reboot"; fi
+
+# divert: true when the distribution's plugins are to be diverted.
+divert = [ -z "$(DESTDIR)" ] && command -v dpkg-divert >/dev/null
+
+install: plugins
+	@test -n "$(XTLIBDIR)" || { echo "install: no xtables plugin" \
+		"directory: install libxtables-dev (pkg-config xtables)"; exit 1; }
+	install -d $(DESTDIR)$(XTLIBDIR) $(DESTDIR)$(MANDIR)/man8
+	@set -e; if $(divert); then for p in $(PLUGINS); do \
+		f=$(XTLIBDIR)/$$p; owner=$$(dpkg-divert --listpackage $$f); \
+		case $$owner in ""|LOCAL) ;; *) echo "install: $$f is" \
+			"diverted by the $$owner package: dpkg -r $$owner first"; \
+			exit 1 ;; esac; \
+		echo "dpkg-divert --local --rename --add $$f"; \
+		dpkg-divert --local --rename --divert $$f.distrib --add $$f; \
+	done; fi
+	install -m 0644 $(addprefix libxt/,$(PLUGINS)) $(DESTDIR)$(XTLIBDIR)/
+	install -m 0644 $(MANPAGE) $(DESTDIR)$(MANDIR)/man8/
+
+# A plugin is removed when it is ours: locally diverted, or (no dpkg, or
+# DESTDIR) simply there. A file of a package that nobody diverted is the
+# distribution's own and stays.
+uninstall:
+	@test -n "$(XTLIBDIR)" || { echo "uninstall: no xtables plugin" \
+		"directory: install libxtables-dev (pkg-config xtables)"; exit 1; }
+	@set -e; for p in $(PLUGINS); do f=$(XTLIBDIR)/$$p; \
+		if ! $(divert); then echo "rm -f $(DESTDIR)$$f"; \
+			rm -f $(DESTDIR)$$f; continue; fi; \
+		owner=$$(dpkg-divert --listpackage $$f); \
+		case $$owner in \
+		LOCAL) echo "rm -f $$f"; rm -f $$f; \
+			echo "dpkg-divert --local --rename --remove $$f"; \
+			dpkg-divert --local --rename --divert $$f.distrib \
+				--remove $$f ;; \
+		"") if pkg=$$(dpkg-query -S $$f 2>/dev/null); then \
+				echo "uninstall: $$f is $${pkg%%:*}'s, not" \
+					"ours: left alone"; \
+			else echo "rm -f $$f"; rm -f $$f; fi ;; \
+		*) echo "uninstall: $$f belongs to the $$owner package:" \
+			"dpkg -r $$owner instead"; exit 1 ;; \
+		esac; \
+	done
+	rm -f $(DESTDIR)$(MANDIR)/man8/$(notdir $(MANPAGE))
+
+# The packages are built in a copy of the sources, with a debian/changelog
+# made from dkms.conf's PACKAGE_VERSION: the version has one home.
+deb:
+	rm -rf $(DEB_TREE)
+	mkdir -p $(DEB_TREE)
+	cp -a --parents $(DIST_FILES) $(DEB_TREE)/
+	{ echo "xt-connmark ($(VERSION)) unstable; urgency=medium"; echo; \
+	  echo "  * Version $(VERSION), from dkms.conf."; echo; \
+	  echo " -- $$(sed -n 's/^Maintainer: //p' debian/control)  $$(git \
+		log -1 --format=%aD -- dkms.conf 2>/dev/null | grep . || \
+		date -R -r dkms.conf)"; } >$(DEB_TREE)/debian/changelog
+	cd $(DEB_TREE) && dpkg-buildpackage -us -uc -b
+	@ls $(DEB_OUT)/*_$(VERSION)_*.deb
 
 clean:
 	rm -rf build

@@ -15,8 +15,12 @@ packages=(
 	# tools the tests run inside the VM (the VM shares the host's root)
 	iproute2 iptables nftables conntrack socat iputils-ping procps
 	psmisc
+	# docs/cookbook.md's recipes (tests/cookbook.sh): FTP server and client
+	python3-pyftpdlib curl
+	# installing: DKMS (also in the VM) and the Debian packages (make deb)
+	dkms dpkg-dev debhelper dh-dkms lintian man-db
 	# static analysis
-	shellcheck perl
+	shellcheck perl cppcheck
 )
 
 missing=()

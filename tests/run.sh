@@ -9,7 +9,8 @@
 # With CI=true a skipped test fails the run.
 #
 # Usage: run.sh [--demo] [TEST...]
-# Environment: XTCM_SERIES (default "6.1 6.12"), XTCM_FLAVOURS (build-only
+# Environment: XTCM_SERIES (default "6.1 6.12"; "debug" is the KASAN kernel
+# of shared/debug-kernel), XTCM_FLAVOURS (build-only
 # flavours, default "rt-amd64"), XTCM_TEST_TIMEOUT (s, default 900),
 # XTCM_OUT (results and module builds, default tests/out).
 
@@ -24,12 +25,13 @@ test_timeout=${XTCM_TEST_TIMEOUT:-900}
 version=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' dkms.conf)
 outdir=${XTCM_OUT:-$repo/tests/out}
 demo=false
+iptables_deb=""
 if [ "${1:-}" = --demo ]; then
 	demo=true
 	shift
 fi
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || read -ra tests <<<"$(make -s -C tests print-test-progs)"
+[ ${#tests[@]} -gt 0 ] || read -ra tests <<<"$(make -s -C tests print-TEST_PROGS)"
 
 count=0
 passed=0
@@ -79,7 +81,7 @@ unit_tests()
 	local bin line log lines
 
 	run_logged "unit: build" make -C tests unit || return
-	for bin in $(make -s -C tests print-unit-tests); do
+	for bin in $(make -s -C tests print-UNIT_TESTS); do
 		log=$outdir/host/$(basename "$bin").log
 		"tests/$bin" >"$log" 2>&1
 		mapfile -t lines <"$log"
@@ -115,15 +117,58 @@ build_module()
 	result "$([ ! -s "$log.warnings" ]; echo $?)" "$name" "$log.warnings"
 }
 
+# selected TEST: TEST is among the tests to run.
+selected()
+{
+	local t
+
+	for t in "${tests[@]}"; do
+		[ "$t" = "$1" ] && return 0
+	done
+	return 1
+}
+
+# deb_packages: "make deb" into $outdir/deb, which the VM's install_deb.sh
+# installs, and lintian on the result.
+deb_packages()
+{
+	rm -rf "$outdir/deb"
+	run_logged "deb: make deb (xt-connmark-dkms, xtables-connmark-plugins)" \
+		make deb DEB_OUT="$outdir/deb" || return
+	run_logged "deb: lintian --pedantic, no error, warning or info" \
+		lintian --pedantic --display-info --fail-on error,warning,info \
+		"$outdir"/deb/*.changes
+}
+
+# fetch_iptables_deb: the package of the installed iptables, which the
+# install tests reinstall in the VM (an iptables upgrade must keep our
+# plugins). Sets iptables_deb.
+# shellcheck disable=SC2317 # called through run_logged
+fetch_iptables_deb()
+{
+	local ver arch
+
+	ver=$(dpkg-query -W -f '${Version}' iptables) || return
+	arch=$(dpkg-query -W -f '${Architecture}' iptables)
+	iptables_deb=$repo/.cache/debs/iptables_${ver//:/%3a}_$arch.deb
+	[ -f "$iptables_deb" ] && return
+	mkdir -p "$repo/.cache/debs"
+	(cd "$repo/.cache/debs" && apt-get download "iptables=$ver") &&
+		[ -f "$iptables_deb" ]
+}
+
 # write_job DIR: the job for tests/vm/guest.sh.
 write_job()
 {
 	local ko=$outdir/build/$krel/kmod/xt_connmark.ko t
 
 	{
-		printf 'XTCM_MODULE=%q\n' "$ko"
-		printf 'XTCM_VERSION=%q\n' "$version"
-		printf 'XTCM_SRCVERSION=%q\n' "$(modinfo -F srcversion "$ko")"
+		# Exported: the install_*.sh tests use them too.
+		printf 'export XTCM_MODULE=%q\n' "$ko"
+		printf 'export XTCM_VERSION=%q\n' "$version"
+		printf 'export XTCM_SRCVERSION=%q\n' "$(modinfo -F srcversion "$ko")"
+		printf 'export XTCM_DEB_DIR=%q\n' "$outdir/deb"
+		printf 'export XTCM_IPTABLES_DEB=%q\n' "$iptables_deb"
 		printf 'XTCM_TEST_TIMEOUT=%q\n' "$test_timeout"
 		echo 'job()'
 		echo '{'
@@ -143,14 +188,21 @@ vm_tests()
 	mkdir -p "$dir"
 	write_job "$dir"
 	vm_timeout=$((${#tests[@]} * test_timeout + 120))
-	tests/vm/run-vm.sh "$krel" "$dir" "$vm_timeout" >"$dir/console.log" 2>&1
+	if [ "$1" = debug ]; then
+		# KASAN needs memory; ACPI's PCI routing times out under TCG.
+		VM_MEM=3072 VM_APPEND=pci=noacpi tests/vm/run-vm.sh "$krel" \
+			"$dir" "$vm_timeout" >"$dir/console.log" 2>&1
+	else
+		tests/vm/run-vm.sh "$krel" "$dir" "$vm_timeout" \
+			>"$dir/console.log" 2>&1
+	fi
 
 	result "$([ -f "$dir/finished" ]; echo $?)" "$krel: VM booted and finished" \
 		"$dir/console.log"
 	while read -r rc name; do
 		result "$rc" "$krel: $name" "$dir/$name.log"
 		$demo && [ "$name" != load_module ] && cat "$dir/$name.log"
-	done <"$dir/results"
+	done < <(cat "$dir/results" 2>/dev/null)
 	for t in "${tests[@]}"; do
 		grep -q " $t\$" "$dir/results" 2>/dev/null ||
 			result 1 "$krel: $t (no result: the VM stopped early)" "$dir/console.log"
@@ -159,6 +211,10 @@ vm_tests()
 		"$dir/dmesg.txt" >"$dir/splats.txt" 2>/dev/null
 	[ -f "$dir/dmesg.txt" ] && [ ! -s "$dir/splats.txt" ]
 	result $? "$krel: kernel log has no WARNING/BUG/Oops/Call Trace" "$dir/splats.txt"
+	if [ -f "$dir/kmemleak.txt" ]; then
+		[ ! -s "$dir/kmemleak.txt" ]
+		result $? "$krel: kmemleak found no leak" "$dir/kmemleak.txt"
+	fi
 }
 
 mkdir -p "$outdir/host"
@@ -166,10 +222,18 @@ if ! $demo; then
 	echo "TAP version 13"
 	unit_tests
 	run_logged "build: iptables plugins" make -C libxt
+	run_logged "cppcheck: libxt/" cppcheck --enable=warning,style \
+		--error-exitcode=1 --quiet -I include -I kmod libxt/
 	run_logged "checkpatch --strict: kmod/ include/" tests/static/checkpatch.sh
 	run_logged "shellcheck: tests" shellcheck -x tests/*.sh tests/*/*.sh .ci/run
 	run_logged "shellcheck: initramfs init (busybox sh)" \
 		shellcheck -s sh tests/vm/initramfs-init
+	# Only for the VM tests that use them.
+	selected install_deb.sh && deb_packages
+	if selected install_plugins.sh || selected install_deb.sh; then
+		run_logged "fetch: the installed iptables package (for the VM)" \
+			fetch_iptables_deb
+	fi
 else
 	make -s -C libxt >"$outdir/host/plugins.log" 2>&1 ||
 		result 1 "build: iptables plugins" "$outdir/host/plugins.log"
@@ -183,7 +247,10 @@ for series in $series_list; do
 			build_module "$series" "$flavour"
 		done
 	fi
-	build_module "$series" amd64 && vm_tests "$series"
+	build_module "$series" amd64 || continue
+	$demo || run_logged "refusals: $krel without CONFIG_NF_CONNTRACK_MARK, with CONNMARK built in" \
+		tests/static/kernel_refusals.sh "$krel"
+	vm_tests "$series"
 done
 
 echo "$passed passed, $failed failed, $skipped skipped"
