@@ -102,7 +102,8 @@ demo:
 # The longer sets of tests/Makefile, each on its own.
 check-cookbook check-install: check-%:
 	tests/deps.sh
-	tests/run.sh $$($(MAKE) -s -C tests print-$(shell echo $* | tr a-z A-Z)_PROGS)
+	XTCM_TEST_TIMEOUT=1800 \
+		tests/run.sh $$($(MAKE) -s -C tests print-$(shell echo $* | tr a-z A-Z)_PROGS)
 
 check-debug:
 	tests/deps.sh

@@ -20,7 +20,7 @@ set -o pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
 series_list=${XTCM_SERIES:-6.1 6.12}
-build_flavours=${XTCM_FLAVOURS:-rt-amd64}
+build_flavours=${XTCM_FLAVOURS-rt-amd64}
 test_timeout=${XTCM_TEST_TIMEOUT:-900}
 version=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' dkms.conf)
 outdir=${XTCM_OUT:-$repo/tests/out}
