@@ -8,6 +8,11 @@
 # Usage: run-vm.sh KERNEL_RELEASE OUTDIR TIMEOUT_S
 # Environment: VM_MEM (MiB, default 2048), VM_CPUS (default 2), VM_APPEND
 # (more kernel parameters).
+#
+# TCG runs single-threaded: with one host thread per vCPU, a vCPU can execute
+# a stale translation of code another vCPU has just re-patched through
+# text_poke_bp() (static keys flip whenever netfilter hooks register), and the
+# guest dies on an "Oops: int3". One thread still interleaves both vCPUs.
 
 set -u
 
@@ -23,7 +28,7 @@ if [ ! -e "$initramfs" ] || [ "$initramfs" -ot "$repo/tests/vm/initramfs-init" ]
 fi
 
 timeout --foreground "$timeout_s" qemu-system-x86_64 \
-	-accel tcg -cpu max -smp "${VM_CPUS:-2}" -m "${VM_MEM:-2048}" \
+	-accel tcg,thread=single -cpu max -smp "${VM_CPUS:-2}" -m "${VM_MEM:-2048}" \
 	-display none -monitor none -serial stdio -no-reboot -nic none \
 	-kernel "$kroot/boot/vmlinuz-$krel" -initrd "$initramfs" \
 	-append "console=ttyS0 quiet panic=-1 ${VM_APPEND:-} XTCM_REPO=$repo XTCM_KROOT=$kroot" \
