@@ -6,10 +6,17 @@
 #   make check      install what is missing, unit tests, VM tests on 6.1/6.12
 #   make demo       boot a VM and run the how-to's basic example
 #   make check-cookbook, check-install   docs/cookbook.md's recipes, and the
-#                   DKMS, plugin and .deb installs, in the VM on 6.1/6.12
-#   make check-debug   a subset on the KASAN/lockdep/kmemleak/UBSAN kernel
-#                   of ../shared/debug-kernel
+#                   DKMS, plugin and .deb installs, alone (SERIES= kernels,
+#                   default "6.1 6.12"; make check runs them too)
+#   make check-debug   the longer set on the KASAN/lockdep/kmemleak/UBSAN
+#                   kernel of ../shared/debug-kernel
 #   make lifecycle  100 load/use/unload cycles
+#   make differential   DIFF_PROGRAMS (default 1000) random rule programs
+#                   per kernel, ours against the kernel's own xt_connmark
+#   make fuzz       the iptables plugins under libFuzzer, ASan and UBSan
+#                   (tests/fuzz), FUZZ_RUNS executions (default 1000000)
+#   make bench      forwarding benchmark on 6.1/6.12: ours, in-tree, nftables
+#                   (bench/run.sh; results in bench/results/)
 #
 # Installing on the machine itself (as root):
 #   make dkms-install     register the module with DKMS (/usr/src/xt_connmark-
@@ -72,8 +79,8 @@ DIST_FILES = Makefile Kbuild dkms.conf LICENSE README.md $(MANPAGE) \
 		debian/*.lintian-overrides debian/*.manpages)
 
 .PHONY: all module plugins unit check demo check-cookbook check-install \
-	check-debug lifecycle clean dkms-source dkms-install \
-	dkms-uninstall install uninstall deb
+	check-debug lifecycle differential bench fuzz clean dkms-source \
+	dkms-install dkms-uninstall install uninstall deb
 
 all: module plugins
 
@@ -99,20 +106,38 @@ demo:
 	tests/deps.sh
 	tests/run.sh --demo
 
-# The longer sets of tests/Makefile, each on its own.
+# The sets of tests/Makefile, each on its own, and the long runs; on 6.1 and
+# 6.12 unless XTCM_SERIES says otherwise.
+SERIES ?= 6.1 6.12
 check-cookbook check-install: check-%:
 	tests/deps.sh
-	XTCM_TEST_TIMEOUT=1800 \
+	XTCM_SERIES="$(SERIES)" \
 		tests/run.sh $$($(MAKE) -s -C tests print-$(shell echo $* | tr a-z A-Z)_PROGS)
 
 check-debug:
 	tests/deps.sh
-	XTCM_SERIES=debug XTCM_FLAVOURS= XTCM_TEST_TIMEOUT=3600 \
+	XTCM_SERIES=debug XTCM_TEST_TIMEOUT=3600 \
 		tests/run.sh $$($(MAKE) -s -C tests print-DEBUG_PROGS)
 
 lifecycle:
 	tests/deps.sh
-	XTCM_LIFECYCLE_CYCLES=100 XTCM_TEST_TIMEOUT=7200 tests/run.sh lifecycle.sh
+	XTCM_SERIES="$(SERIES)" XTCM_LIFECYCLE_CYCLES=100 XTCM_TEST_TIMEOUT=7200 \
+		tests/run.sh lifecycle.sh
+
+DIFF_PROGRAMS ?= 1000
+differential:
+	tests/deps.sh
+	XTCM_SERIES="$(SERIES)" XTCM_DIFF_PROGRAMS=$(DIFF_PROGRAMS) \
+		XTCM_TEST_TIMEOUT=7200 tests/run.sh differential.sh
+
+FUZZ_RUNS ?= 1000000
+fuzz:
+	tests/deps.sh
+	tests/static/fuzz.sh $(FUZZ_RUNS) 0
+
+bench:
+	tests/deps.sh
+	bench/run.sh
 
 # The tree DKMS builds, in $(DESTDIR)$(DKMS_SOURCE) (also used by debian/).
 dkms-source:
@@ -223,3 +248,4 @@ clean:
 	rm -rf build
 	$(MAKE) -C libxt clean
 	$(MAKE) -C tests clean
+	$(MAKE) -C bench clean

@@ -38,16 +38,12 @@
 # Process start-up is what costs in the emulated guest: rules go in with
 # one iptables-restore per namespace, and all counters come back at once.
 
+# shellcheck disable=SC2317 # the checks run from for_each_backend_family
 set -u
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 
-checktool "ip -Version" "run test without ip tool"
-checktool "tc -Version" "run test without tc"
-checktool "iptables-legacy --version" "run test without iptables-legacy"
-checktool "iptables-nft --version" "run test without iptables-nft"
-checktool "conntrack --version" "run test without conntrack tool"
-checktool "ping -V" "run test without ping"
+require_xt_tools "tc -Version"
 
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup()
@@ -348,11 +344,7 @@ if ! setup_router_topology; then
 	exit "$ksft_skip"
 fi
 
-backends=$(xt_backends "$nsrouter")
-if [ -z "$backends" ]; then
-	echo "SKIP: Could not use iptables-legacy or iptables-nft here"
-	exit "$ksft_skip"
-fi
+require_xt_backends "$nsrouter"
 
 # The restore side: tc's ctinfo on the router's WAN port (Linux 5.3+).
 ctinfo=true
@@ -377,20 +369,20 @@ if ! command -v gcc >/dev/null || ! build_raw_plugin "$raw_dir"; then
 	raw_dir=""
 fi
 
-for BACKEND in legacy nft; do
-	if [[ " $backends " != *" $BACKEND "* ]]; then
-		# Every kernel the suite runs on has both backends.
-		echo "FAIL: $BACKEND: iptables-$BACKEND does not work here"
-		ret=1
-		continue
-	fi
-	for family in 4 6; do
-		set_family "$family"
-		check_all_dscps
-		! $ctinfo || check_round_trip
-	done
+# check_family: parts 1 and 2 on the current backend and family.
+check_family()
+{
+	check_all_dscps
+	! $ctinfo || check_round_trip
+}
+
+# check_backend: part 3 on the current backend, IPv4.
+check_backend()
+{
 	set_family 4
 	[ -z "$raw_dir" ] || check_kernel_refusals "$raw_dir"
-done
+}
+
+for_each_backend_family check_family check_backend || ret=1
 
 exit "$ret"

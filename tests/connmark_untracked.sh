@@ -33,20 +33,12 @@
 #   matches it. Here the packet mark stays 0, neither connmark rule matches,
 #   and the real connection, in zone 1, has mark 0 (so does upstream's).
 
+# shellcheck disable=SC2317 # the checks run from for_each_backend_family
 set -u
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 
-checktool "ip -Version" "run test without ip tool"
-checktool "iptables-legacy --version" "run test without iptables-legacy"
-checktool "ip6tables-legacy --version" "run test without ip6tables-legacy"
-checktool "iptables-nft --version" "run test without iptables-nft"
-checktool "ip6tables-nft --version" "run test without ip6tables-nft"
-checktool "iptables-legacy-restore --version" "run test without iptables-legacy-restore"
-checktool "iptables-nft-restore --version" "run test without iptables-nft-restore"
-checktool "conntrack --version" "run test without conntrack tool"
-checktool "sysctl -V" "run test without sysctl"
-checktool "ping -V" "run test without ping"
+require_xt_tools "sysctl -V"
 
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup()
@@ -236,22 +228,7 @@ if ! setup_router_topology; then
 	exit "$ksft_skip"
 fi
 
-backends=$(xt_backends "$nsrouter")
-if [ -z "$backends" ]; then
-	echo "SKIP: Could not use iptables-legacy or iptables-nft here"
-	exit "$ksft_skip"
-fi
-for BACKEND in legacy nft; do
-	if [[ " $backends " != *" $BACKEND "* ]]; then
-		# Every kernel the suite runs on has both backends.
-		echo "FAIL: $BACKEND: iptables-$BACKEND does not work here"
-		ret=1
-		continue
-	fi
-	for family in 4 6; do
-		set_family "$family"
-		run_batch
-	done
-done
+require_xt_backends "$nsrouter"
+for_each_backend_family run_batch || ret=1
 
 exit "$ret"

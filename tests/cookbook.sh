@@ -25,8 +25,8 @@
 # 443 and 8080, an FTP server (pyftpdlib) on 10.0.2.99 port 21 and UDP
 # sinks on ports 5000 and 5001; the client an echo server on port 8080.
 # The client (and the server) count their own packets in the filter table;
-# the router's rule counters, interface counters, tc class counters and
-# conntrack entries must agree with them.
+# the router's rule counters, interface counters, tc class and cake tin
+# counters and conntrack entries must agree with them.
 #
 # Usage: cookbook.sh [RECIPE...] (numbers, default all)
 
@@ -75,28 +75,8 @@ fail()
 	recipe_failed=true
 }
 
-# read_cookbook: BLOCKS["ID MACHINE"] = the text of the page's blocks
-# "sh ID MACHINE", in order (pure bash: every process is slow in the VM).
+# BLOCKS["ID MACHINE"]: the text of the page's blocks (tests/lib.sh).
 declare -A BLOCKS
-read_cookbook()
-{
-	local line tag="" inside=false
-
-	while IFS= read -r line; do
-		if [[ "$line" == '```'* ]]; then
-			if $inside; then
-				inside=false
-				tag=""
-				continue
-			fi
-			inside=true
-			[[ "$line" =~ ^'```sh '([^ ]+)' '([a-z]+)$ ]] &&
-				tag="${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
-			continue
-		fi
-		$inside && [ -n "$tag" ] && BLOCKS["$tag"]+="$line"$'\n'
-	done <"$COOKBOOK"
-}
 
 # run_block ID MACHINE: run the page's block; its output goes to the log.
 run_block()
@@ -280,6 +260,7 @@ reset_all()
 	EOF
 	ip -4 -force -net "$nsrouter" -batch - >/dev/null 2>&1 <<-EOF
 		link del ifb0
+		link del ifb1
 		rule del fwmark 2 table 2
 		rule del fwmark 3 table 3
 		route flush table 2
@@ -763,9 +744,94 @@ recipe_12()
 		"printf '80 519\n80 519\n'" "ct_list 4"
 }
 
-read_cookbook
+# cake_tin_packets NS DEV: the packets each tin of DEV's cake qdisc sent,
+# space separated, in tc's order (diffserv4: Bulk, Best Effort, Video,
+# Voice), from the per-tin "sent_packets" of "tc -s -j".
+cake_tin_packets()
+{
+	tc -net "$1" -s -j qdisc show dev "$2" 2>/dev/null |
+		awk 'BEGIN { RS = "[,{}[]" }
+		     /^"sent_packets":/ { sub(/.*:/, ""); n = n s $0; s = " " }
+		     END { print n }'
+}
+
+# tin_delta DEV BEFORE: what the tins of the router's DEV sent since BEFORE
+# (cake_tin_packets output), slash separated.
+tin_delta()
+{
+	local -a a b
+	local i out=""
+
+	read -ra a <<<"$(cake_tin_packets "$nsrouter" "$1")"
+	read -ra b <<<"$2"
+	for ((i = 0; i < ${#a[@]}; i++)); do
+		out+="${out:+/}$((a[i] - ${b[i]:-0}))"
+	done
+	echo "$out"
+}
+
+# ct_dscp_mark DSCP: the conntrack mark --set-dscpmark 0xfc000000/0x01000000
+# leaves on a connection whose mark was 0, in decimal.
+ct_dscp_mark()
+{
+	echo $(($1 << 26 | 0x01000000))
+}
+
+recipe_13()
+{
+	local tins c a b d e
+
+	# The client counts the replies per port, and those with the DSCP
+	# of their connection; the server sends them all with CS2.
+	count_rules "$nsclient" 4 \
+		"-A INPUT -i veth0 -p tcp --sport 21" \
+		"-A INPUT -i veth0 -p tcp --sport 21 -m dscp --dscp-class CS1" \
+		"-A INPUT -i veth0 -p tcp --sport 80" \
+		"-A INPUT -i veth0 -p tcp --sport 80 -m dscp --dscp-class AF41" \
+		"-A INPUT -i veth0 -p tcp --sport 8080" \
+		"-A INPUT -i veth0 -p tcp --sport 8080 -m dscp --dscp 0" \
+		"-A INPUT -i veth0 -p tcp --sport 443" \
+		"-A INPUT -i veth0 -p tcp --sport 443 -m dscp --dscp-class EF" ||
+		return
+	dirty "$nsserver" 4
+	printf '*mangle\n%s\nCOMMIT\n' \
+		"-A OUTPUT -o veth0 -p tcp -j DSCP --set-dscp-class CS2" |
+		xt_restore "$nsserver" 4 || return
+	run_block r13 router && run_block r13-tc router &&
+		run_block r13-show router || return
+	tins=$(cake_tin_packets "$nsrouter" ifb1)
+	tcp_echo "$nsclient" 10.0.9.99 21
+	tcp_echo "$nsclient" 10.0.9.99 80
+	tcp_echo "$nsclient" 10.0.9.99 80
+	tcp_echo "$nsclient" 10.0.9.99 8080
+	tcp_echo "$nsclient" 10.0.9.99 443 tos=184
+	expect_eq "r13: conntrack: each connection's mark is its DSCP << 26 | 0x01000000 (21 CS1, 80 AF41, 8080 0, 443 EF)" \
+		"printf '%s\n' '21 $(ct_dscp_mark 8)' '80 $(ct_dscp_mark 34)' '80 $(ct_dscp_mark 34)' '8080 $(ct_dscp_mark 0)' '443 $(ct_dscp_mark 46)' | sort" \
+		"ct_list 4"
+	c="ctr $nsclient 4 filter INPUT"
+	expect_eq "r13: the client received every reply with its connection's DSCP, not the server's CS2 (ports 21/80/8080/443)" \
+		"echo \$($c 1)/\$($c 3)/\$($c 5)/\$($c 7)" \
+		"echo \$($c 2)/\$($c 4)/\$($c 6)/\$($c 8)"
+	expect_eq "r13: cake's Bulk/Best Effort/Video/Voice tins on ifb1 sent the packets the client received from ports 21/8080/80/443" \
+		"echo \$($c 1)/\$($c 5)/\$($c 3)/\$($c 7)" \
+		"tin_delta ifb1 '$tins'"
+	expect_eq "r13: every port 80 reply entered PREROUTING with AF41, restored by tc's ctinfo" \
+		"$c 3" "ctr $nsrouter 4 mangle PREROUTING 1"
+	read -r a b d e <<<"$($c 1) $($c 3) $($c 5) $($c 7)"
+	expect "r13: the client received replies from every port ($a/$b/$d/$e)" \
+		"$a" -ge 2 -a "$b" -ge 2 -a "$d" -ge 2 -a "$e" -ge 2
+	expect_eq "r13: the server sent every reply with CS2" \
+		"sum \$($c 1) \$($c 3) \$($c 5) \$($c 7)" \
+		"ctr $nsserver 4 mangle OUTPUT 1"
+	if $recipe_failed; then
+		tc -net "$nsrouter" -s qdisc show dev ifb1
+		tc -net "$nsrouter" -s filter show dev veth1 ingress
+	fi
+}
+
+read_blocks "$COOKBOOK" BLOCKS
 recipes=("$@")
-[ ${#recipes[@]} -gt 0 ] || recipes=(1 2 3 4 5 6 7 8 9 10 11 12)
+[ ${#recipes[@]} -gt 0 ] || recipes=(1 2 3 4 5 6 7 8 9 10 11 12 13)
 
 BACKEND=setup
 if ! setup_router_topology || ! setup_second_uplink; then
@@ -819,7 +885,8 @@ fi
 for tag in "${!BLOCKS[@]}"; do
 	n=${tag#r}
 	n=${n%%[!0-9]*}
-	[[ "$n" =~ ^([1-9]|1[0-2])$ ]] ||
+	# Recipe 14, the firewall pair, is tests/ha_failover.sh's.
+	[[ "$n" =~ ^([1-9]|1[0-4])$ ]] ||
 		fail "block \"sh $tag\" of docs/cookbook.md belongs to no recipe"
 done
 

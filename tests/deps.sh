@@ -17,10 +17,18 @@ packages=(
 	psmisc
 	# docs/cookbook.md's recipes (tests/cookbook.sh): FTP server and client
 	python3-pyftpdlib curl
+	# tests/differential.sh's program generator and traffic
+	python3
+	# recipe 14 (tests/ha_failover.sh): the firewall pair's daemons
+	conntrackd keepalived
 	# installing: DKMS (also in the VM) and the Debian packages (make deb)
 	dkms dpkg-dev debhelper dh-dkms lintian man-db
+	# make bench: its plots
+	gnuplot-nox
 	# static analysis
-	shellcheck perl cppcheck
+	shellcheck perl cppcheck clang-tidy
+	# fuzzing the plugins (tests/fuzz): clang's libFuzzer, ASan and UBSan
+	clang libclang-rt-14-dev
 )
 
 missing=()

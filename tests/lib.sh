@@ -180,6 +180,68 @@ xt_backends()
 	echo "$out"
 }
 
+# require_tools "CMD ARGS"...: checktool for each command line (e.g.
+# "ss -V"); the test is skipped unless every one runs.
+require_tools()
+{
+	local cmd
+
+	for cmd in "$@"; do
+		checktool "$cmd" "run test without ${cmd%% *}"
+	done
+}
+
+# require_xt_tools ["CMD ARGS"...]: require_tools for what every traffic
+# test runs (ip, conntrack, ping, iptables, ip6tables and their -restore of
+# both backends), then for each CMD.
+require_xt_tools()
+{
+	local b
+
+	require_tools "ip -Version" "conntrack --version" "ping -V"
+	for b in legacy nft; do
+		require_tools "iptables-$b --version" "ip6tables-$b --version" \
+			"iptables-$b-restore --version" \
+			"ip6tables-$b-restore --version"
+	done
+	require_tools "$@"
+}
+
+# require_xt_backends NS: XT_BACKENDS=$(xt_backends NS); the test is
+# skipped when neither backend works there.
+XT_BACKENDS=""
+require_xt_backends()
+{
+	XT_BACKENDS=$(xt_backends "$1")
+	if [ -z "$XT_BACKENDS" ]; then
+		echo "SKIP: Could not use iptables-legacy or iptables-nft here"
+		exit "$ksft_skip"
+	fi
+}
+
+# for_each_backend_family FUNC [BACKEND_FUNC]: for BACKEND in legacy, nft:
+# "set_family 4; FUNC", "set_family 6; FUNC", then BACKEND_FUNC. set_family
+# is the test's own. A backend missing from XT_BACKENDS (require_xt_backends)
+# is a FAIL, since every kernel the suite runs on has both: returns 1 then.
+for_each_backend_family()
+{
+	local family rc=0
+
+	for BACKEND in legacy nft; do
+		if [[ " $XT_BACKENDS " != *" $BACKEND "* ]]; then
+			echo "FAIL: $BACKEND: iptables-$BACKEND does not work here"
+			rc=1
+			continue
+		fi
+		for family in 4 6; do
+			set_family "$family"
+			"$1"
+		done
+		[ -z "${2-}" ] || "$2"
+	done
+	return "$rc"
+}
+
 # dump_xt_state NS IPTABLES [TABLE...]: the rules with counters of each
 # TABLE (default mangle) and the conntrack table of NS, for FAIL messages.
 dump_xt_state()
@@ -331,4 +393,34 @@ tc_class_packets()
 {
 	tc -net "$1" -s class show dev "$2" classid "$3" 2>/dev/null |
 		awk '$1 == "Sent" { print $4; exit }'
+}
+
+# read_blocks FILE ARRAY: ARRAY["ID MACHINE"] = the text of the fenced blocks
+# of FILE whose info string is "sh ID MACHINE..." (one or more machine
+# names; a block goes to each), in order. ARRAY is an associative array of
+# the caller. Pure bash: every process is slow in the VM.
+read_blocks()
+{
+	local -n read_blocks_arr=$2
+	local line tag machine inside=false
+	local -a tags=()
+
+	while IFS= read -r line; do
+		if [[ "$line" == '```'* ]]; then
+			tags=()
+			if $inside; then
+				inside=false
+				continue
+			fi
+			inside=true
+			[[ "$line" =~ ^'```sh '([^ ]+)((' '[a-z0-9]+)+)$ ]] || continue
+			for machine in ${BASH_REMATCH[2]}; do
+				tags+=("${BASH_REMATCH[1]} $machine")
+			done
+			continue
+		fi
+		for tag in "${tags[@]}"; do
+			read_blocks_arr["$tag"]+="$line"$'\n'
+		done
+	done <"$1"
 }

@@ -6,9 +6,9 @@
 # and family (ipv4, ipv6), in a fresh network namespace:
 #  - every line of plugin/libxt_CONNMARK.t and plugin/libxt_connmark.t
 #    ("rule;expected-save-or-=;OK|FAIL"), in every chain of its section:
-#    OK rules are added, "-S" shows the expected save text, and they are
-#    deleted by that text (it parses back to the same blob); a FAIL rule
-#    exits non-zero and leaves the chains unchanged;
+#    OK rules are added, iptables-save shows the expected save text, and
+#    they are deleted by that text (it parses back to the same blob); a FAIL
+#    rule exits non-zero and leaves the chains unchanged;
 #  - the "-L -n" print of every target mode and of the match;
 #  - selected error messages, exactly;
 #  - that iptables loads our plugins from libxt/, not the distribution's;
@@ -22,25 +22,48 @@
 # it (our module; it must be there when our module is loaded); elsewhere
 # iptables must fall back to revision 2, where --set-dscpmark is an unknown
 # option and every other rule works: Debian's kernel shows that, and in the
-# legacy ipv4 namespace a second shim hides revision 3 from iptables.
+# legacy ipv4 namespace the shim hides revision 3 from iptables.
 # Then plugin/connmark.txlate with iptables-translate and ip6tables-translate,
 # also against Debian's plugins.
 #
-# Topology: one namespace per backend and family, no traffic. The checks of
-# a namespace run in one "ip netns exec" of this script (--group), and the
-# OK rules go in with one iptables-restore: process start-up is what costs
-# under emulation.
+# Topology: one namespace per backend and family, no traffic.
+#
+# What runs where. Process start-up is what costs under emulation (50 to
+# 250 ms each), so the checks of a namespace run in one "ip netns exec" of
+# this script (--group), the OK rules go in and out with one
+# iptables-restore, and each save is one iptables-save (the plugin's save
+# callback prints it as it prints "-S"). A FAIL line, an error message case
+# and their differential need a process each (iptables-restore stops at the
+# first error). Those are parse errors: iptables exits 2 before it touches
+# the kernel's tables, so what they give depends on the plugins' code and
+# on the revisions iptables picked (it asks the kernel, per backend and
+# family), not on the namespace. Each namespace asks iptables for the
+# connmark and CONNMARK help with our and with Debian's plugins (which
+# loads them: the check of where they come from, and of revision 3). The
+# first namespace of a run with a given pair of helps (and shim) runs every
+# FAIL line, error message and their differential; a later one with the
+# same helps runs only the FAIL lines that exited with another status than
+# 2 there (none, while they all fail in the parser) and says so. On every
+# kernel: legacy ipv4 and the revision 1 namespace run them; the OK lines,
+# KERNEL lines, revisions, saves and prints run in every namespace.
+# iptables-translate asks no kernel (it takes every revision as there):
+# connmark.txlate goes through iptables-restore-translate, one process per
+# family and plugin set, and the first case of each family through
+# iptables-translate itself; a case whose batch result differs is run with
+# iptables-translate to decide.
 
 set -u
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
-distro_libdir=$(pkg-config --variable=xtlibdir xtables 2>/dev/null) ||
-	distro_libdir=/usr/lib/x86_64-linux-gnu/xtables
-: "${XTABLES_LIBDIR:=$repo/libxt:$distro_libdir}"
-export XTABLES_LIBDIR
-
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
+
+repo=$REPO_DIR
+if [ -z "${SYNTAX_DISTRO_LIBDIR-}" ]; then
+	SYNTAX_DISTRO_LIBDIR=$(pkg-config --variable=xtlibdir xtables \
+		2>/dev/null) || SYNTAX_DISTRO_LIBDIR=/usr/lib/x86_64-linux-gnu/xtables
+	export SYNTAX_DISTRO_LIBDIR
+fi
+distro_libdir=$SYNTAX_DISTRO_LIBDIR
 
 our_libdir=$XTABLES_LIBDIR
 plugin_dir=$repo/tests/plugin
@@ -49,11 +72,16 @@ ret=0
 group=""
 ipt=""
 ipt_restore=""
+ipt_save=""
 nchecks=0
 nfails=0
 nssyntax=""
 rev1=""		# the LD_PRELOAD shim when testing revision 1
 rev3=false	# iptables uses CONNMARK revision 3 (the kernel has it)
+rep=true	# this namespace runs every FAIL line (see the top)
+rep_group=""	# else the namespace that did
+rep_file=""	# where rep: where record_rep writes its record
+rep_key=""
 
 # One entry per .t line and chain of its section ("instance"), file order.
 i_file=()
@@ -72,8 +100,11 @@ ok_list=()	# OK instances added in one batch
 rev3_list=()	# OK instances of revision 3, in a second batch
 kernel_list=()	# OK instances that a kernel may refuse, one by one
 fail_list=()	# FAIL instances
+run_fails=()	# FAIL instances run here (all of fail_list where rep)
 ours_save=""	# save_all and list_all with the OK batch in place
 ours_list=""
+baseline=""	# save_all with only the ctkeep chain (run_group)
+declare -A memo_rc=() memo_out=()	# "table chain rule": our FAIL runs
 
 # -L -n print of a target mode or of the match (facts, section 5).
 print_cases=(
@@ -195,36 +226,85 @@ load_t_files()
 	done
 }
 
-# save_all [LIBDIR]: "-S" of every table the .t files use, lines prefixed
-# with the table. The listings drop stderr: under the revision 1 shim,
-# iptables warns there that CONNMARK "is not supported".
+# save_all VAR [LIBDIR]: VAR = iptables-save of the tables the .t files
+# use, one "table line" per user chain and rule, without comments and
+# counters. Built-in chains are left out: nothing here sets their policy,
+# and iptables-nft-save shows one only once it exists in the kernel. stderr
+# is dropped: under the revision 1 shim, iptables warns there that CONNMARK
+# "is not supported".
 save_all()
 {
-	local table libdir=${1:-$our_libdir}
+	local -n save_all_res=$1
+	local libdir=${2:-$our_libdir} text line table=""
 
-	for table in "${tables[@]}"; do
-		XTABLES_LIBDIR=$libdir "$ipt" -t "$table" -S 2>/dev/null |
-			sed "/^#/d; s/^/$table /"
-	done
+	save_all_res=""
+	text=$(XTABLES_LIBDIR=$libdir "$ipt_save" 2>/dev/null)
+	while IFS= read -r line; do
+		case $line in
+		"*"*)
+			table=${line#\*}
+			[[ " ${tables[*]} " == *" $table "* ]] || table=""
+			continue ;;
+		"#"* | COMMIT | "") continue ;;
+		:*" - "*) line=${line% \[*\]} ;;
+		:*) continue ;;
+		esac
+		[ -z "$table" ] || save_all_res+="$table $line"$'\n'
+	done <<< "$text"
 }
 
-# save_rules SAVE_ALL: its rules as "table chain rule".
+# save_rules VAR SAVE_ALL: VAR = the rules of SAVE_ALL as "table chain rule".
 save_rules()
 {
-	sed -n 's/^\([^ ]*\) -A \([^ ]*\) /\1 \2 /p' <<< "$1"
+	local -n save_rules_res=$1
+	local table op chain rule
+
+	save_rules_res=""
+	while read -r table op chain rule; do
+		[ "$op" = -A ] && save_rules_res+="$table $chain $rule"$'\n'
+	done <<< "$2"
 }
 
-# list_all [LIBDIR]: "-L -n" of every table the .t files use, as
-# "table chain print", without the columns before the print.
+# nlines TEXT: the number of lines of TEXT, in $nlines_res.
+nlines()
+{
+	local line
+
+	nlines_res=0
+	while IFS= read -r line; do
+		[ -n "$line" ] && nlines_res=$((nlines_res + 1))
+	done <<< "$1"
+}
+
+# print_of LINE: the print of one "-L -n" rule line, in $print_res: what
+# follows the source and destination columns.
+print_of()
+{
+	local re='^(.*)(0\.0\.0\.0/0|::/0) +(.*)$'
+
+	print_res=$1
+	[[ $1 =~ $re ]] && print_res=${BASH_REMATCH[3]}
+}
+
+# list_all VAR [LIBDIR]: VAR = "-L -n" of every table the .t files use, as
+# "table chain print" lines, without the columns before the print.
 list_all()
 {
-	local table libdir=${1:-$our_libdir}
+	local -n list_all_res=$1
+	local libdir=${2:-$our_libdir} table chain text line
 
+	list_all_res=""
 	for table in "${tables[@]}"; do
-		XTABLES_LIBDIR=$libdir "$ipt" -t "$table" -L -n 2>/dev/null |
-			awk -v t="$table" '/^Chain /{ c = $2; next }
-				/^target |^$|^#/{ next } { print t, c, $0 }' |
-			sed -E 's/^([^ ]+ [^ ]+ ).*(0\.0\.0\.0\/0|::\/0) +/\1/'
+		text=$(XTABLES_LIBDIR=$libdir "$ipt" -t "$table" -L -n 2>/dev/null)
+		chain=""
+		while IFS= read -r line; do
+			case $line in
+			"Chain "*) chain=${line#Chain }; chain=${chain%% *}; continue ;;
+			"target "* | "" | "#"*) continue ;;
+			esac
+			print_of "$line"
+			list_all_res+="$table $chain $print_res"$'\n'
+		done <<< "$text"
 	done
 }
 
@@ -297,10 +377,17 @@ dump()
 	done
 }
 
-# state TABLE CHAIN: the chain's save text.
+# state VAR TABLE CHAIN: VAR = the chain's save text ("-S").
 state()
 {
-	"$ipt" -t "$1" -S "$2" 2>/dev/null | sed '/^#/d'
+	local -n state_res=$1
+	local text line
+
+	state_res=""
+	text=$("$ipt" -t "$2" -S "$3" 2>/dev/null)
+	while IFS= read -r line; do
+		[[ $line == "#"* ]] || state_res+=${state_res:+$'\n'}$line
+	done <<< "$text"
 }
 
 # check_one I: one OK instance on its own, for KERNEL lines and to find
@@ -311,11 +398,11 @@ check_one()
 	local empty got want
 
 	nchecks=$((nchecks + 1))
-	empty=$(state "$table" "$chain")
+	state empty "$table" "$chain"
 	read -r -a args <<< "${i_rule[i]}"
 	out=$("$ipt" -t "$table" -A "$chain" "${args[@]}" 2>&1)
 	rc=$?
-	got=$(state "$table" "$chain")
+	state got "$table" "$chain"
 	# A kernel may refuse what userspace accepts (shift by 32): that is
 	# not a parse error (exit 2), and it changes nothing.
 	if [ "$rc" -ne 0 ] && [ "${i_flag[i]}" = KERNEL ] &&
@@ -332,8 +419,10 @@ check_one()
 		return 1
 	fi
 	read -r -a args <<< "${i_exp[i]}"
-	if ! out=$("$ipt" -t "$table" -D "$chain" "${args[@]}" 2>&1) ||
-	   [ "$(state "$table" "$chain")" != "$empty" ]; then
+	out=$("$ipt" -t "$table" -D "$chain" "${args[@]}" 2>&1)
+	rc=$?
+	state got "$table" "$chain"
+	if [ "$rc" -ne 0 ] || [ "$got" != "$empty" ]; then
 		fail "$(describe "$i"): want deletion by its save text," \
 		     "got: ${out//$'\n'/ }"
 		dump
@@ -343,16 +432,15 @@ check_one()
 }
 
 # check_ok_batch LIST: all OK lines of LIST (ok_list or rev3_list) in one
-# restore; -S must show each expected save text in its place; one restore
-# deletes them all by their save text.
+# restore; iptables-save must show each expected save text in its place;
+# one restore deletes them all by their save text.
 check_ok_batch()
 {
 	local -n list=$1
-	local baseline text out i key save
+	local text out i key save rules n_base
 	local -A got=()
 
 	[ "${#list[@]}" -gt 0 ] || return
-	baseline=$(save_all)
 	text=$(batch A "${list[@]}")
 	if ! out=$(restore "$our_libdir" "$text"); then
 		fail "the OK lines ($1) do not restore: $out; one by one:"
@@ -362,12 +450,13 @@ check_ok_batch()
 		done
 		return
 	fi
-	save=$(save_all)
+	save_all save
 	if [ "$1" = ok_list ]; then
 		ours_save=$save
-		ours_list=$(list_all)
+		list_all ours_list
 	fi
-	index_rules got "$(save_rules "$save")"
+	save_rules rules "$save"
+	index_rules got "$rules"
 	for i in "${list[@]}"; do
 		nchecks=$((nchecks + 1))
 		key="${i_table[i]} ${i_chain[i]} ${i_pos[i]}"
@@ -375,8 +464,11 @@ check_ok_batch()
 		fail "$(describe "$i"): want '-A ${i_chain[i]} ${i_exp[i]}'," \
 		     "got '-A ${i_chain[i]} ${got[$key]-}'"
 	done
-	if [ "$(save_rules "$save" | wc -l)" -ne \
-	     $((${#list[@]} + $(save_rules "$baseline" | wc -l))) ]; then
+	save_rules text "$baseline"
+	nlines "$text"
+	n_base=$nlines_res
+	nlines "$rules"
+	if [ "$nlines_res" -ne $((${#list[@]} + n_base)) ]; then
 		fail "want ${#list[@]} more rules after the OK lines ($1), got:"
 		dump
 	fi
@@ -384,10 +476,13 @@ check_ok_batch()
 	nchecks=$((nchecks + 1))
 	if ! out=$(restore "$our_libdir" "$(batch D "${list[@]}")"); then
 		fail "deletion of the OK lines ($1) by their save text: $out"
-	elif [ "$(save_all)" != "$baseline" ]; then
-		fail "rules left after deletion by their save text ($1):"
-		dump
+		flush_all
+		return
 	fi
+	save_all save
+	[ "$save" = "$baseline" ] && return
+	fail "rules left after deletion by their save text ($1):"
+	dump
 	flush_all
 }
 
@@ -402,39 +497,57 @@ check_ok_lines()
 	done
 }
 
-# Every FAIL line fails; together they leave the chains as they were
-# (else each is tried again on its own to find the culprit).
+# run_fail LIBDIR I: instance I added with LIBDIR's plugins; its exit
+# status and output in $run_rc and $run_out. A rule that went in is
+# flushed again, the chain as it was then in $run_got.
+run_rc=0
+run_out=""
+run_got=""
+run_fail()
+{
+	local args
+
+	read -r -a args <<< "${i_rule[$2]}"
+	run_out=$(XTABLES_LIBDIR=$1 "$ipt" -t "${i_table[$2]}" \
+		-A "${i_chain[$2]}" "${args[@]}" 2>&1)
+	run_rc=$?
+	[ "$run_rc" -eq 0 ] || return 0
+	state run_got "${i_table[$2]}" "${i_chain[$2]}"
+	"$ipt" -t "${i_table[$2]}" -F "${i_chain[$2]}"
+}
+
+# Every FAIL line run here fails; together they leave the chains as they
+# were (else each is tried again on its own to find the culprit). Our
+# runs are kept in memo_rc and memo_out for check_errors.
 check_fail_lines()
 {
-	local baseline i table chain args out empty
+	local i key now empty
 
-	baseline=$(save_all)
-	for i in "${fail_list[@]}"; do
+	[ "${#run_fails[@]}" -gt 0 ] || return
+	for i in "${run_fails[@]}"; do
 		nchecks=$((nchecks + 1))
-		table=${i_table[i]}
-		chain=${i_chain[i]}
-		read -r -a args <<< "${i_rule[i]}"
-		out=$("$ipt" -t "$table" -A "$chain" "${args[@]}" 2>&1)
-		i_rc[i]=$?
-		i_err[i]=${out%%$'\n'*}
-		if [ "${i_rc[i]}" -eq 0 ]; then
-			fail "$(describe "$i"): want failure, got exit 0 and" \
-			     "'$(state "$table" "$chain" | tail -n +2)'"
-			"$ipt" -t "$table" -F "$chain"
-		fi
+		run_fail "$our_libdir" "$i"
+		i_rc[i]=$run_rc
+		i_err[i]=${run_out%%$'\n'*}
+		key="${i_table[i]} ${i_chain[i]} ${i_rule[i]}"
+		memo_rc[$key]=$run_rc
+		memo_out[$key]=$run_out
+		[ "$run_rc" -eq 0 ] || continue
+		fail "$(describe "$i"): want failure, got exit 0 and" \
+		     "'$(tail -n +2 <<< "$run_got")'"
 	done
 	nchecks=$((nchecks + 1))
-	[ "$(save_all)" = "$baseline" ] && return
+	save_all now
+	[ "$now" = "$baseline" ] && return
 	fail "the FAIL lines changed the chains:"
 	dump
 	flush_all
-	for i in "${fail_list[@]}"; do
-		empty=$(state "${i_table[i]}" "${i_chain[i]}")
-		read -r -a args <<< "${i_rule[i]}"
-		"$ipt" -t "${i_table[i]}" -A "${i_chain[i]}" "${args[@]}" \
-			>/dev/null 2>&1
-		[ "$(state "${i_table[i]}" "${i_chain[i]}")" = "$empty" ] &&
-			continue
+	for i in "${run_fails[@]}"; do
+		state empty "${i_table[i]}" "${i_chain[i]}"
+		run_fail "$our_libdir" "$i"
+		state now "${i_table[i]}" "${i_chain[i]}"
+		[ "$run_rc" -eq 0 ] && now=$run_got
+		[ "$now" = "$empty" ] && continue
 		fail "$(describe "$i"): failed but changed the chain"
 		"$ipt" -t "${i_table[i]}" -F "${i_chain[i]}"
 	done
@@ -442,32 +555,25 @@ check_fail_lines()
 
 check_t_files()
 {
-	local before=$nfails file
+	local before=$nfails file note=""
 
-	load_t_files
 	check_ok_lines
 	check_fail_lines
 	[ "$nfails" -eq "$before" ] || return
+	$rep || note="; FAIL lines as in $rep_group"
 	for file in "${t_files[@]}"; do
 		if [ "${n_lines[$file]}" -eq 0 ]; then
 			fail "$file: no rule lines"
 		else
-			echo "PASS: $group $file (${n_lines[$file]} lines)"
+			echo "PASS: $group $file (${n_lines[$file]} lines$note)"
 		fi
 	done
 }
 
-# listing TABLE CHAIN: the print of the chain's rules, one per line.
-listing()
-{
-	"$ipt" -t "$1" -L "$2" -n 2>/dev/null |
-		sed -n -E '3,$s/^.*(0\.0\.0\.0\/0|::\/0) +//p'
-}
-
 check_prints()
 {
-	local case text out got k=0 before=$nfails
-	local -a lines
+	local case text out got line k=0 before=$nfails
+	local -a lines=()
 
 	text="*mangle"
 	for case in "${print_cases[@]}"; do
@@ -480,8 +586,15 @@ check_prints()
 		fail "print: cannot add the rules: $out"
 		return
 	fi
-	mapfile -t lines < <(listing mangle PREROUTING)
+	out=$("$ipt" -t mangle -L PREROUTING -n 2>/dev/null)
+	while IFS= read -r line; do
+		k=$((k + 1))
+		[ "$k" -ge 3 ] || continue
+		print_of "$line"
+		[ "$print_res" = "$line" ] || lines+=("$print_res")
+	done <<< "$out"
 	"$ipt" -t mangle -F PREROUTING
+	k=0
 	for case in "${print_cases[@]}"; do
 		[ -n "$rev1" ] && [[ $case == *-shift-mark* ]] && continue
 		! $rev3 && [[ $case == *-dscpmark* ]] && continue
@@ -495,20 +608,31 @@ check_prints()
 		echo "PASS: $group print ($k rules)"
 }
 
+# Where rep: the error cases, in mangle PREROUTING; a case that is also a
+# FAIL line there is read from memo_rc and memo_out.
 check_errors()
 {
-	local case rule want args out rc got before=$nfails
+	local case rule want args out rc got key before=$nfails
+	local re='^[a-z0-9]* v[^ ]* \([^)]*\): (.*)$'
 
+	$rep || return 0
 	for case in "${error_cases[@]}"; do
 		rule=${case%%|*}
 		want=${case#*|}
 		[ -n "$rev1" ] && [[ $rule == *-shift-mark* ]] && continue
 		! $rev3 && [[ $rule == *-dscpmark* ]] && want=$no_rev3_error
 		nchecks=$((nchecks + 1))
-		read -r -a args <<< "$rule"
-		out=$("$ipt" -t mangle -A PREROUTING "${args[@]}" 2>&1)
-		rc=$?
-		got=$(sed -n '1s/^[a-z0-9]* v[^ ]* ([^)]*): //p' <<< "$out")
+		key="mangle PREROUTING $rule"
+		if [ -n "${memo_rc[$key]+set}" ]; then
+			rc=${memo_rc[$key]}
+			out=${memo_out[$key]}
+		else
+			read -r -a args <<< "$rule"
+			out=$("$ipt" -t mangle -A PREROUTING "${args[@]}" 2>&1)
+			rc=$?
+		fi
+		got=""
+		[[ ${out%%$'\n'*} =~ $re ]] && got=${BASH_REMATCH[1]}
 		[ "$rc" -eq 2 ] && [ "$got" = "$want" ] && continue
 		fail "error: $rule: want exit 2 and '$want', got exit $rc" \
 		     "and '${out//$'\n'/ }'"
@@ -518,28 +642,52 @@ check_errors()
 		echo "PASS: $group error messages"
 }
 
-# loaded LIBDIR: "so path" for each libxt_*.so iptables loads with LIBDIR.
-loaded()
+# probe LIBDIR: iptables' help for the connmark match and the CONNMARK
+# target with LIBDIR's plugins, which loads them and picks their revisions
+# (asking the kernel). Sets probe_loaded, "so path" for each libxt_*.so
+# loaded (from LD_DEBUG, on stderr), and probe_help, the help of the two
+# extensions.
+probe()
 {
-	XTABLES_LIBDIR=$1 LD_DEBUG=files "$ipt" -t mangle -A PREROUTING \
-		-m connmark --mark 0x1 -j CONNMARK --save-mark 2>&1 |
-		sed -n 's/.*file=\([^ ]*\/\(libxt_[^ /]*\.so\)\) .*/\2 \1/p' |
-		sort -u
-	"$ipt" -t mangle -F PREROUTING
+	local out line re='file=([^ ]*/(libxt_[^ /]*\.so)) '
+	local hre='^(CONNMARK target|connmark match) options:'
+	local help=false
+	local -A seen=()
+
+	probe_loaded=""
+	probe_help=""
+	out=$(XTABLES_LIBDIR=$1 LD_DEBUG=files "$ipt" -m connmark \
+		-j CONNMARK -h 2>"$SYNTAX_WORK/ld_debug")
+	while IFS= read -r line; do
+		[[ $line =~ $hre ]] && help=true
+		$help && probe_help+="$line"$'\n'
+	done <<< "$out"
+	while IFS= read -r line; do
+		[[ $line =~ $re ]] || continue
+		line="${BASH_REMATCH[2]} ${BASH_REMATCH[1]}"
+		[ -n "${seen[$line]-}" ] && continue
+		seen[$line]=1
+		probe_loaded+="$line"$'\n'
+	done < "$SYNTAX_WORK/ld_debug"
 }
 
+# check_loaded OURS THEIRS: the probe_loaded of our and Debian's plugins.
 check_loaded()
 {
-	local ours theirs so path before=$nfails
+	local so path line before=$nfails
 
-	ours=$(loaded "$our_libdir")
-	theirs=$(loaded "$distro_libdir")
 	for so in libxt_CONNMARK.so libxt_connmark.so; do
 		nchecks=$((nchecks + 2))
-		path=$(sed -n "s/^$so //p" <<< "$ours")
+		path=""
+		while read -r line; do
+			[[ $line == "$so "* ]] && path+=${path:+$'\n'}${line#"$so "}
+		done <<< "$1"
 		[ "$path" -ef "$repo/libxt/$so" ] ||
 			fail "want $repo/libxt/$so loaded, got '$path'"
-		path=$(sed -n "s/^$so //p" <<< "$theirs")
+		path=""
+		while read -r line; do
+			[[ $line == "$so "* ]] && path+=${path:+$'\n'}${line#"$so "}
+		done <<< "$2"
 		[ "$path" -ef "$distro_libdir/$so" ] ||
 			fail "want $distro_libdir/$so loaded for the" \
 			     "differential, got '$path'"
@@ -559,9 +707,10 @@ differ()
 
 run_differential()
 {
-	local i key out rc args before=$nfails
+	local i key out save list before=$nfails
 	local -A s_ours=() s_theirs=() l_ours=() l_theirs=()
 
+	theirs_reach=()
 	if ! [ -e "$distro_libdir/libxt_CONNMARK.so" ]; then
 		echo "SKIP: $group differential: no $distro_libdir/libxt_CONNMARK.so"
 		return
@@ -572,11 +721,14 @@ run_differential()
 		fail "differential: the OK lines do not restore with Debian's" \
 		     "plugins: $out"
 	else
-		index_rules s_ours "$(save_rules "$ours_save")"
+		save_rules out "$ours_save"
+		index_rules s_ours "$out"
 		index_rules l_ours "$ours_list"
-		out=$(save_all "$distro_libdir")
-		index_rules s_theirs "$(save_rules "$out")"
-		index_rules l_theirs "$(list_all "$distro_libdir")"
+		save_all save "$distro_libdir"
+		save_rules out "$save"
+		index_rules s_theirs "$out"
+		list_all list "$distro_libdir"
+		index_rules l_theirs "$list"
 		flush_all
 		for i in "${ok_list[@]}"; do
 			key="${i_table[i]} ${i_chain[i]} ${i_pos[i]}"
@@ -584,21 +736,18 @@ run_differential()
 			differ print "$i" "${l_ours[$key]-}" "${l_theirs[$key]-}"
 		done
 	fi
-	for i in "${fail_list[@]}"; do
+	for i in "${run_fails[@]}"; do
 		# Debian's plugins have no revision 3
 		$rev3 && [ "${i_flag[i]}" = REV3 ] && continue
-		read -r -a args <<< "${i_rule[i]}"
-		out=$(XTABLES_LIBDIR=$distro_libdir "$ipt" -t "${i_table[i]}" \
-			-A "${i_chain[i]}" "${args[@]}" 2>&1)
-		rc=$?
-		[ "$rc" -eq 0 ] && "$ipt" -t "${i_table[i]}" -F "${i_chain[i]}"
-		differ exit "$i" "${i_rc[i]-}" "$rc"
-		differ error "$i" "${i_err[i]-}" "${out%%$'\n'*}"
+		run_fail "$distro_libdir" "$i"
+		[ "$run_rc" -eq 2 ] || theirs_reach+=("$i")
+		differ exit "$i" "${i_rc[i]-}" "$run_rc"
+		differ error "$i" "${i_err[i]-}" "${run_out%%$'\n'*}"
 	done
 
 	[ "$nfails" -eq "$before" ] &&
 		echo "PASS: $group differential vs $distro_libdir" \
-		     "(${#ok_list[@]} OK, ${#fail_list[@]} FAIL rules)"
+		     "(${#ok_list[@]} OK, ${#run_fails[@]} FAIL rules)"
 }
 
 # The shim must make iptables fall back to revision 1, which has no shift.
@@ -616,42 +765,46 @@ check_rev1()
 	fi
 }
 
-# check_rev3: does iptables use revision 3 (its help has --set-dscpmark)?
-# It must where our module is loaded, unless a shim hides revision 3.
+# check_rev3 HELP: does iptables use revision 3 (HELP, from probe, has
+# --set-dscpmark)? It must where our module is loaded, unless a shim hides
+# revision 3.
 check_rev3()
 {
-	if "$ipt" -j CONNMARK -h 2>/dev/null | grep -q -e --set-dscpmark; then
-		rev3=true
-	fi
+	[[ $1 == *--set-dscpmark* ]] && rev3=true
 	echo "# $group: iptables uses CONNMARK revision 3: $rev3"
 	[ -z "$rev1" ] && ! $rev3 && [ -e /sys/module/xt_connmark/version ] &&
 		fail "our xt_connmark $(cat /sys/module/xt_connmark/version)" \
 		     "is loaded, but iptables does not use CONNMARK revision 3"
 }
 
-# check_rev2_fallback SHIM: with the kernel's revision 3 hidden by SHIM,
+# rev2 CMD...: CMD with the shim hiding CONNMARK revision 3.
+rev2()
+{
+	LD_PRELOAD=$SYNTAX_SHIM SYNTAX_MAX_REV=2 "$@"
+}
+
+# check_rev2_fallback: with the kernel's revision 3 hidden by the shim,
 # iptables falls back to revision 2: a shifted save works, --set-dscpmark
 # is an unknown option.
 check_rev2_fallback()
 {
-	local out before=$nfails
+	local out got before=$nfails
 	local want='-A PREROUTING -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff --left-shift-mark 1'
 
 	nchecks=$((nchecks + 3))
-	if LD_PRELOAD=$1 "$ipt" -j CONNMARK -h 2>/dev/null |
-	   grep -q -e --set-dscpmark; then
+	out=$(rev2 "$ipt" -j CONNMARK -h 2>/dev/null)
+	[[ $out == *--set-dscpmark* ]] &&
 		fail "rev2 shim: iptables still uses revision 3"
-	fi
-	out=$(LD_PRELOAD=$1 "$ipt" -t mangle -A PREROUTING -j CONNMARK \
+	out=$(rev2 "$ipt" -t mangle -A PREROUTING -j CONNMARK \
 		--save-mark --left-shift-mark 1 2>&1)
 	# listed with the shim too: iptables 1.8.9 lists only blobs of the
 	# revision it picked ("[unsupported revision]" for the others)
-	[ "$(LD_PRELOAD=$1 state mangle PREROUTING | tail -n 1)" = "$want" ] ||
+	rev2 state got mangle PREROUTING
+	[ "${got##*$'\n'}" = "$want" ] ||
 		fail "rev2 shim: want '$want', got" \
-		     "'$(LD_PRELOAD=$1 state mangle PREROUTING | tail -n +2)'" \
-		     "${out//$'\n'/ }"
+		     "'$(tail -n +2 <<< "$got")' ${out//$'\n'/ }"
 	"$ipt" -t mangle -F PREROUTING
-	out=$(LD_PRELOAD=$1 "$ipt" -t mangle -A PREROUTING -j CONNMARK \
+	out=$(rev2 "$ipt" -t mangle -A PREROUTING -j CONNMARK \
 		--set-dscpmark 0xfc000000/0x1000000 2>&1) &&
 		"$ipt" -t mangle -F PREROUTING
 	[[ $out == *"$no_rev3_error"* ]] ||
@@ -660,52 +813,130 @@ check_rev2_fallback()
 		echo "PASS: $group iptables falls back to revision 2 without revision 3"
 }
 
-# run_group BACKEND FAMILY [SHIM]: all checks of one namespace, run inside
-# it; with SHIM, of revision 1.
+# find_rep KEY: is there a record of a namespace with KEY (the revisions'
+# helps) in SYNTAX_WORK? If so rep=false, rep_group is its group and
+# run_fails the FAIL instances that did not exit 2 there; else rep_file
+# is where record_rep writes ours, at the end of this namespace's checks.
+find_rep()
+{
+	local n=0 key
+
+	run_fails=("${fail_list[@]}")
+	rep_file=""
+	rep_key=$1
+	[ -n "${SYNTAX_WORK-}" ] || return 0
+	while [ -e "$SYNTAX_WORK/rep.$n.info" ]; do
+		IFS= read -r -d '' key < "$SYNTAX_WORK/rep.$n.key"
+		if [ "$key" = "$1" ]; then
+			{ IFS= read -r rep_group; read -r -a run_fails; } \
+				< "$SYNTAX_WORK/rep.$n.info"
+			rep=false
+			echo "# $group: same CONNMARK and connmark revisions as" \
+			     "in $rep_group, where the ${#fail_list[@]} FAIL" \
+			     "lines and ${#error_cases[@]} error cases failed in" \
+			     "the parser (exit 2): here only the" \
+			     "${#run_fails[@]} others"
+			return 0
+		fi
+		n=$((n + 1))
+	done
+	rep_file=$SYNTAX_WORK/rep.$n
+}
+
+# record_rep: where rep, the FAIL instances that did not exit 2, with our
+# or with Debian's plugins.
+record_rep()
+{
+	local i reach=("${theirs_reach[@]}")
+
+	[ -n "$rep_file" ] || return 0
+	for i in "${fail_list[@]}"; do
+		[ "${i_rc[i]-2}" -eq 2 ] || reach+=("$i")
+	done
+	printf '%s' "$rep_key" > "$rep_file.key"
+	printf '%s\n%s\n' "$group" "${reach[*]}" > "$rep_file.info"
+}
+
+# run_group BACKEND FAMILY [rev1]: all checks of one namespace, run inside
+# it; with rev1, of revision 1 (under the shim).
 run_group()
 {
+	local ours_loaded ours_help theirs_loaded theirs_help key
+
 	ipt=iptables-$1
 	[ "$2" = ipv6 ] && ipt=ip6tables-$1
 	ipt_restore=$ipt-restore
+	ipt_save=$ipt-save
 	group="$1 $2"
 	if [ -n "${3-}" ]; then
-		rev1=$3
+		rev1=$SYNTAX_SHIM
 		group+=" rev1"
-		export LD_PRELOAD=$rev1
+		export LD_PRELOAD=$rev1 SYNTAX_MAX_REV=1
 	fi
 
-	if ! "$ipt" -t mangle -S >/dev/null 2>&1 ||
-	   ! "$ipt" -t raw -S >/dev/null 2>&1; then
-		echo "SKIP: $group: the kernel has no $1 $2 tables"
-		return "$ksft_skip"
-	fi
 	# One CONNMARK rule kept for the whole run keeps conntrack on in the
 	# namespace; else every add and delete turns it on and off (slow).
-	if ! "$ipt" -t mangle -N ctkeep ||
-	   ! "$ipt" -t mangle -A ctkeep -j CONNMARK --save-mark; then
+	# Every table the .t files use is made here, before the baseline.
+	if ! "$ipt_restore" --noflush >/dev/null 2>&1 <<-EOF
+		*raw
+		COMMIT
+		*filter
+		COMMIT
+		*mangle
+		:ctkeep - [0:0]
+		-A ctkeep -j CONNMARK --save-mark
+		COMMIT
+	EOF
+	then
+		if ! "$ipt" -t mangle -S >/dev/null 2>&1 ||
+		   ! "$ipt" -t raw -S >/dev/null 2>&1; then
+			echo "SKIP: $group: the kernel has no $1 $2 tables"
+			return "$ksft_skip"
+		fi
 		fail "cannot add a CONNMARK rule at all"
 	fi
 	[ -z "$rev1" ] || check_rev1
-	check_rev3
-	if $rev3 && [ "$1 $2" = "legacy ipv4" ] && [ -n "${REV2_SHIM-}" ]; then
-		check_rev2_fallback "$REV2_SHIM"
+	probe "$our_libdir"
+	ours_loaded=$probe_loaded
+	ours_help=$probe_help
+	probe "$distro_libdir"
+	theirs_loaded=$probe_loaded
+	theirs_help=$probe_help
+	check_rev3 "$ours_help"
+	if $rev3 && [ "$1 $2" = "legacy ipv4" ] && [ -n "${SYNTAX_SHIM-}" ]; then
+		check_rev2_fallback
 	fi
-	check_loaded
+	check_loaded "$ours_loaded" "$theirs_loaded"
+
+	load_t_files
+	save_all baseline
+	nchecks=$((nchecks + 1))
+	[[ $'\n'$baseline == *$'\nmangle -A ctkeep -j CONNMARK --save-mark'* ]] ||
+		fail "iptables-save does not show the ctkeep rule: '$baseline'"
+	key="${rev1:+rev1 }ours:"$'\n'"$ours_help"$'\n'"Debian's:"$'\n'"$theirs_help"
+	find_rep "$key"
 	check_t_files
 	check_prints
 	check_errors
 	run_differential
+	$rep && record_rep
 	echo "# $group: $nchecks checks"
 	return "$ret"
 }
 
-# Compare iptables-translate output with connmark.txlate, ours and Debian's.
-check_txlate()
-{
-	local cmd want args got theirs ncases=0 ndiffs=0 before=$nfails
-	local deliberate=false
+# The cases of connmark.txlate: the command's words, its table and rule
+# ("-A CHAIN ...", empty when it takes another form), the expected text,
+# and whether it is declared to differ from Debian's plugins.
+x_args=()
+x_table=()
+x_rule=()
+x_want=()
+x_deliberate=()
 
-	group=translate
+load_txlate()
+{
+	local cmd want deliberate=false rest table
+
 	while IFS= read -r cmd; do
 		case $cmd in
 		iptables-translate* | ip6tables-translate*) ;;
@@ -715,26 +946,145 @@ check_txlate()
 		*) continue ;;
 		esac
 		IFS= read -r want
-		ncases=$((ncases + 1))
-		read -r -a args <<< "$cmd"
-		got=$(XTABLES_LIBDIR=$our_libdir "${args[@]}" 2>&1 |
-		      sed 's/[[:space:]]*$//')
-		if [ "$got" != "$want" ]; then
-			fail "$cmd: want '$want', got '$got'"
+		rest=${cmd#* }
+		table=filter
+		if [[ $rest == "-t "* ]]; then
+			rest=${rest#-t }
+			table=${rest%% *}
+			rest=${rest#* }
+		fi
+		[[ $rest == "-A "* ]] || rest=""
+		x_args+=("$cmd")
+		x_table+=("$table")
+		x_rule+=("$rest")
+		x_want+=("$want")
+		x_deliberate+=("$deliberate")
+		deliberate=false
+	done < "$plugin_dir/connmark.txlate"
+}
+
+# xlate_cli LIBDIR K: case K with iptables-translate itself, in $xlate_res,
+# without trailing blanks.
+xlate_cli()
+{
+	local args
+
+	read -r -a args <<< "${x_args[$2]}"
+	xlate_res=$(XTABLES_LIBDIR=$1 "${args[@]}" 2>&1)
+	xlate_res=${xlate_res%"${xlate_res##*[![:space:]]}"}
+}
+
+# xlate_batch ARRAY LIBDIR TOOL K...: ARRAY[K] = the translation of each
+# case K (all of family TOOL: iptables, ip6tables) by TOOL-restore-translate
+# in one process, in iptables-translate's form: "nft 'RULE'", or "nft #
+# ARGS" for a refusal (that tool prints "RULE", resp. "# -t TABLE -A ...").
+# Cases it cannot take, or all when it fails or does not give one line per
+# case, go through iptables-translate one by one.
+# shellcheck disable=SC2034 # xb_res is the caller's array
+xlate_batch()
+{
+	local -n xb_res=$1
+	local libdir=$2 tool=$3 table k text="" line n=0 ok=true
+	local -a order=() tables_x=() lines=()
+	shift 3
+
+	for k in "$@"; do
+		if [ -z "${x_rule[k]}" ]; then
+			xlate_cli "$libdir" "$k"
+			xb_res[k]=$xlate_res
 			continue
 		fi
-		[ -e "$distro_libdir/libxt_CONNMARK.so" ] || continue
-		theirs=$(XTABLES_LIBDIR=$distro_libdir "${args[@]}" 2>&1 |
-			 sed 's/[[:space:]]*$//')
-		if $deliberate; then
-			deliberate=false
-			ndiffs=$((ndiffs + 1))
-			[ "$theirs" != "$got" ] && continue
-			fail "$cmd: declared to differ from Debian's, both '$got'"
-		elif [ "$theirs" != "$got" ]; then
-			fail "differential: $cmd: ours '$got', Debian's '$theirs'"
+		[[ " ${tables_x[*]} " == *" ${x_table[k]} "* ]] ||
+			tables_x+=("${x_table[k]}")
+	done
+	for table in "${tables_x[@]}"; do
+		text+="*$table"$'\n'
+		for k in "$@"; do
+			[ -z "${x_rule[k]}" ] && continue
+			[ "${x_table[k]}" = "$table" ] || continue
+			text+="${x_rule[k]}"$'\n'
+			order+=("$k")
+		done
+		text+=COMMIT$'\n'
+	done
+	[ "${#order[@]}" -gt 0 ] || return 0
+	printf '%s' "$text" > "$SYNTAX_WORK/txlate.rules"
+	text=$(XTABLES_LIBDIR=$libdir "$tool-restore-translate" \
+		-f "$SYNTAX_WORK/txlate.rules" 2>&1) || ok=false
+	while IFS= read -r line; do
+		case $line in
+		"# Translated by "* | "# Completed on "* | "add table "*) continue ;;
+		esac
+		lines+=("${line%"${line##*[![:space:]]}"}")
+	done <<< "$text"
+	[ "${#lines[@]}" -eq "${#order[@]}" ] || ok=false
+	for k in "${order[@]}"; do
+		line=${lines[n]-}
+		n=$((n + 1))
+		if ! $ok; then
+			xlate_cli "$libdir" "$k"
+			xb_res[k]=$xlate_res
+		elif [ "$line" = "# -t ${x_table[k]} ${x_rule[k]}" ]; then
+			xb_res[k]="nft # ${x_args[k]#* }"
+		elif [[ $line == "#"* ]]; then
+			xb_res[k]="nft $line"
+		else
+			xb_res[k]="nft '$line'"
 		fi
-	done < "$plugin_dir/connmark.txlate"
+	done
+}
+
+# Compare the translations with connmark.txlate, ours and Debian's.
+check_txlate()
+{
+	local k tool theirs_too=false ncases ndiffs=0 before=$nfails
+	local -a ours=() theirs=() v4=() v6=()
+
+	group=translate
+	load_txlate
+	ncases=${#x_args[@]}
+	for k in "${!x_args[@]}"; do
+		if [[ ${x_args[k]} == ip6tables-* ]]; then
+			v6+=("$k")
+		else
+			v4+=("$k")
+		fi
+	done
+	[ -e "$distro_libdir/libxt_CONNMARK.so" ] && theirs_too=true
+	for tool in iptables ip6tables; do
+		if [ "$tool" = iptables ]; then
+			set -- "${v4[@]}"
+		else
+			set -- "${v6[@]}"
+		fi
+		[ "$#" -gt 0 ] || continue
+		xlate_batch ours "$our_libdir" "$tool" "$@"
+		! $theirs_too || xlate_batch theirs "$distro_libdir" "$tool" "$@"
+		# the command itself, on the family's first case
+		xlate_cli "$our_libdir" "$1"
+		[ "$xlate_res" = "${x_want[$1]}" ] ||
+			fail "${x_args[$1]}: want '${x_want[$1]}', got '$xlate_res'"
+	done
+
+	for k in "${!x_args[@]}"; do
+		if [ "${ours[k]}" != "${x_want[k]}" ]; then
+			# the batch's form may be to blame: the command decides
+			xlate_cli "$our_libdir" "$k"
+			if [ "$xlate_res" != "${x_want[k]}" ]; then
+				fail "${x_args[k]}: want '${x_want[k]}', got '$xlate_res'"
+				continue
+			fi
+			echo "# translate: ${x_args[k]}: the batch gave '${ours[k]}'"
+		fi
+		$theirs_too || continue
+		if ${x_deliberate[k]}; then
+			ndiffs=$((ndiffs + 1))
+			[ "${theirs[k]}" != "${ours[k]}" ] && continue
+			fail "${x_args[k]}: declared to differ from Debian's, both '${ours[k]}'"
+		elif [ "${theirs[k]}" != "${ours[k]}" ]; then
+			fail "differential: ${x_args[k]}: ours '${ours[k]}', Debian's '${theirs[k]}'"
+		fi
+	done
 
 	echo "# translate: $ndiffs cases deliberately differ from iptables 1.8.9"
 	if [ "$ncases" -eq 0 ]; then
@@ -744,24 +1094,27 @@ check_txlate()
 	fi
 }
 
-# build_shim DIR N: DIR/revN.so, an LD_PRELOAD library that tells
-# iptables-legacy the kernel has no CONNMARK revision above N (legacy asks
-# the kernel through this libxtables function; iptables-nft does not).
+# build_shim DIR: DIR/maxrev.so, an LD_PRELOAD library that tells
+# iptables-legacy the kernel has no CONNMARK revision above
+# $SYNTAX_MAX_REV (legacy asks the kernel through this libxtables
+# function; iptables-nft does not).
 build_shim()
 {
-	gcc -O2 -Wall -Werror -fPIC -shared -DMAX_REV="$2" -o "$1/rev$2.so" \
-		-x c - <<-'EOF'
+	gcc -O2 -Wall -Werror -fPIC -shared -o "$1/maxrev.so" -x c - <<-'EOF'
 	#define _GNU_SOURCE
 	#include <dlfcn.h>
 	#include <stdint.h>
+	#include <stdlib.h>
 	#include <string.h>
 
 	int xtables_compatible_revision(const char *name, uint8_t revision,
 					int opt)
 	{
+		const char *max = getenv("SYNTAX_MAX_REV");
 		int (*real)(const char *, uint8_t, int);
 
-		if (strcmp(name, "CONNMARK") == 0 && revision > MAX_REV)
+		if (max && strcmp(name, "CONNMARK") == 0 &&
+		    revision > atoi(max))
 			return 0;
 		real = (int (*)(const char *, uint8_t, int))dlsym(RTLD_NEXT,
 			"xtables_compatible_revision");
@@ -772,7 +1125,7 @@ build_shim()
 
 if [ "${1-}" = --group ]; then
 	if [ "$#" -lt 4 ] || [ "$(ip netns identify)" != "$4" ]; then
-		echo "FAIL: --group BACKEND FAMILY NS [SHIM] runs only inside NS"
+		echo "FAIL: --group BACKEND FAMILY NS [rev1] runs only inside NS"
 		exit "$ksft_fail"
 	fi
 	run_group "$2" "$3" "${5-}"
@@ -783,7 +1136,10 @@ checktool "ip -V" "run ip (iproute2)"
 for tool in iptables-legacy ip6tables-legacy iptables-nft ip6tables-nft \
 	    iptables-legacy-restore ip6tables-legacy-restore \
 	    iptables-nft-restore ip6tables-nft-restore \
-	    iptables-translate ip6tables-translate; do
+	    iptables-legacy-save ip6tables-legacy-save \
+	    iptables-nft-save ip6tables-nft-save \
+	    iptables-translate ip6tables-translate \
+	    iptables-restore-translate ip6tables-restore-translate; do
 	checktool "command -v $tool" "find $tool (package iptables)"
 done
 
@@ -795,16 +1151,17 @@ if ! [ -e "$repo/libxt/libxt_CONNMARK.so" ] ||
 	fi
 fi
 
-shim_dir=$(mktemp -d)
+SYNTAX_WORK=$(mktemp -d)
+export SYNTAX_WORK
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup()
 {
 	cleanup_all_ns
-	rm -rf "$shim_dir"
+	rm -rf "$SYNTAX_WORK"
 }
 trap cleanup EXIT
 
-# run_ns BACKEND FAMILY [SHIM]: one group in a fresh namespace.
+# run_ns BACKEND FAMILY [rev1]: one group in a fresh namespace.
 run_ns()
 {
 	setup_ns nssyntax || exit "$ksft_fail"
@@ -819,8 +1176,10 @@ run_ns()
 }
 
 nran=0
-if command -v gcc >/dev/null && build_shim "$shim_dir" 2; then
-	export REV2_SHIM=$shim_dir/rev2.so
+shim=false
+if command -v gcc >/dev/null && build_shim "$SYNTAX_WORK"; then
+	export SYNTAX_SHIM=$SYNTAX_WORK/maxrev.so
+	shim=true
 fi
 for backend in legacy nft; do
 	for family in ipv4 ipv6; do
@@ -829,11 +1188,11 @@ for backend in legacy nft; do
 done
 if ! command -v gcc >/dev/null; then
 	echo "SKIP: legacy ipv4 rev1: no gcc to build the LD_PRELOAD shim"
-elif ! build_shim "$shim_dir" 1; then
-	echo "FAIL: cannot build the revision 1 LD_PRELOAD shim"
+elif ! $shim; then
+	echo "FAIL: cannot build the LD_PRELOAD shim"
 	ret=$ksft_fail
 else
-	run_ns legacy ipv4 "$shim_dir/rev1.so"
+	run_ns legacy ipv4 rev1
 fi
 
 check_txlate

@@ -47,16 +47,18 @@ load_module()
 	echo "xt_connmark $loaded loaded from $XTCM_MODULE"
 }
 
-# run_test NAME CMD...: run one test with a timeout, its output to NAME.log.
+# run_test NAME CMD...: run one test with a timeout, its output to NAME.log,
+# its duration to "timing" (the suite's time budget is read off it).
 run_test()
 {
-	local name=$1 rc
+	local name=$1 rc start=$SECONDS
 	shift
 
 	echo "guest: running $name"
 	(cd "$XTCM_REPO/tests" && timeout "$XTCM_TEST_TIMEOUT" "$@") \
 		>"$out/$name.log" 2>&1 </dev/null
 	rc=$?
+	echo "$((SECONDS - start)) s $name" >>"$out/timing"
 	record "$rc" "$name"
 }
 

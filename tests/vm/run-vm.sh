@@ -7,7 +7,8 @@
 #
 # Usage: run-vm.sh KERNEL_RELEASE OUTDIR TIMEOUT_S
 # Environment: VM_MEM (MiB, default 2048), VM_CPUS (default 2), VM_APPEND
-# (more kernel parameters).
+# (more kernel parameters), VM_QEMU_OPTS (more QEMU options, e.g. the
+# benchmark's -icount, which ties the guest's clock to instructions).
 #
 # TCG runs single-threaded: with one host thread per vCPU, a vCPU can execute
 # a stale translation of code another vCPU has just re-patched through
@@ -27,8 +28,10 @@ if [ ! -e "$initramfs" ] || [ "$initramfs" -ot "$repo/tests/vm/initramfs-init" ]
 	"$repo/tests/vm/mkinitramfs.sh" "$kroot" "$krel" "$initramfs" || exit 1
 fi
 
+read -ra qemu_opts <<<"${VM_QEMU_OPTS:-}"
 timeout --foreground "$timeout_s" qemu-system-x86_64 \
 	-accel tcg,thread=single -cpu max -smp "${VM_CPUS:-2}" -m "${VM_MEM:-2048}" \
+	"${qemu_opts[@]}" \
 	-display none -monitor none -serial stdio -no-reboot -nic none \
 	-kernel "$kroot/boot/vmlinuz-$krel" -initrd "$initramfs" \
 	-append "console=ttyS0 quiet panic=-1 ${VM_APPEND:-} XTCM_REPO=$repo XTCM_KROOT=$kroot" \

@@ -1,0 +1,110 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make bench: build the sender, the iptables plugins and our module, then for
+# each kernel series boot Debian's kernel (tests/vm/run-vm.sh, the job
+# format of tests/run.sh, without its host checks) and run tests/bench.sh
+# inside; turn its log into bench/results/<kernel>.md and <kernel>.png
+# (bench/report.py). One kernel at a time.
+#
+# Method: the guest runs under QEMU's -icount shift=0,align=off,sleep=off
+# (BENCH_QEMU_OPTS). Its clock then advances by 1 ns per executed guest
+# instruction, whatever the host does, and jumps over idle time to the next
+# timer (sleep=off). A sample of 200 "ms" is 2*10^8 guest instructions, and
+# packets per second are packets per 10^9 instructions: the per-packet
+# instruction cost of the whole path (sender, router, server) under TCG.
+# The numbers repeat to within a few percent on a loaded host, where
+# wall-clock rates under TCG swung tenfold. They are meaningful as ratios
+# between configurations, not as hardware throughput: TCG counts
+# instructions, not cycles (no caches, no branch prediction, every
+# instruction costs the same). -icount also makes TCG single-threaded
+# (run-vm.sh uses one thread anyway).
+#
+# Environment: XTCM_SERIES (default "6.1 6.12"), XTCM_OUT (module builds
+# and raw logs, default bench/out), BENCH_RESULTS (default bench/results),
+# BENCH_TIMEOUT (host seconds per kernel, default 2400), BENCH_QEMU_OPTS
+# (default the -icount above; empty: wall-clock time), XTCM_BENCH_* (the
+# parameters of tests/bench.sh, for trial runs).
+
+set -u
+set -o pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo" || exit 1
+series_list=${XTCM_SERIES:-6.1 6.12}
+out=${XTCM_OUT:-$repo/bench/out}
+results=${BENCH_RESULTS:-$repo/bench/results}
+qemu_opts=${BENCH_QEMU_OPTS-"-icount shift=0,align=off,sleep=off"}
+timeout_s=${BENCH_TIMEOUT:-2400}
+version=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' dkms.conf)
+ret=0
+
+# write_job KREL DIR: tests/vm/guest.sh's job: tests/bench.sh with our
+# freshly built module, the XTCM_* variables of the environment.
+write_job()
+{
+	local ko=$out/build/$1/kmod/xt_connmark.ko var
+
+	echo bench.sh >"$2/tests"
+	{
+		for var in $(compgen -e XTCM_); do
+			printf 'export %s=%q\n' "$var" "${!var}"
+		done
+		printf 'export XTCM_MODULE=%q\n' "$ko"
+		printf 'export XTCM_VERSION=%q\n' "$version"
+		printf 'export XTCM_SRCVERSION=%q\n' "$(modinfo -F srcversion "$ko")"
+		printf 'XTCM_TEST_TIMEOUT=%q\n' "$timeout_s"
+		printf 'job()\n{\n\trun_test bench.sh bash bench.sh\n}\n'
+	} >"$2/job.sh"
+}
+
+make -s -C bench sender || exit 1
+make -s -C libxt >/dev/null || exit 1
+mkdir -p "$out" "$results"
+for series in $series_list; do
+	krel=$(tests/vm/fetch-kernel.sh "$series" amd64) || exit 1
+	cmd="XTCM_SERIES=$series make bench"
+	load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+	vms_start=$(pgrep -c qemu-system)
+	start=$(date +%s)
+	rm -rf "${out:?}/$krel" "$out/build/$krel"
+	mkdir -p "$out/$krel"
+	if ! make -s module \
+		KDIR="$repo/.cache/kernels/$krel/root/usr/src/linux-headers-$krel" \
+		MODULE_DIR="$out/build/$krel" >"$out/$krel/build.log" 2>&1; then
+		cat "$out/$krel/build.log"
+		ret=1
+		continue
+	fi
+	write_job "$krel" "$out/$krel"
+	echo "bench: $krel under QEMU ${qemu_opts:-(wall clock)}, log in $out/$krel"
+	VM_QEMU_OPTS=$qemu_opts tests/vm/run-vm.sh "$krel" "$out/$krel" \
+		"$timeout_s" >"$out/$krel/console.log" 2>&1
+	log=$out/$krel/bench.sh.log
+	cat "$out/$krel/results" 2>/dev/null
+	grep -E '^(FAIL|SKIP)' "$log" 2>/dev/null
+	if ! grep -qx '0 bench.sh' "$out/$krel/results" 2>/dev/null; then
+		echo "bench: $krel: bench.sh did not pass"
+		ret=1
+	fi
+	if ! grep -q '^SAMPLE' "$log" 2>/dev/null; then
+		echo "bench: no samples in $log"
+		tail -n 20 "$out/$krel/console.log"
+		ret=1
+		continue
+	fi
+	method="guest clock: QEMU ${qemu_opts:-without -icount (wall clock)}"
+	[ -n "$qemu_opts" ] && cmd="$cmd    # bench/run.sh: $qemu_opts"
+	conditions="host $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' \
+/proc/cpuinfo | head -n 1)), shared: load average (1/5/15 min) \
+$load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; \
+$vms_start QEMU processes running at the start (this run's included \
+from boot on: $(pgrep -c qemu-system) at the end); guest 2 vCPUs on one \
+TCG thread, 2 GiB; $method; wall time $(($(date +%s) - start)) s \
+(build, boot, benchmark), $(date -u +%Y-%m-%dT%H:%MZ)."
+	python3 bench/report.py "$log" "$krel" "$results" "$cmd" \
+		"$conditions" "$qemu_opts" || ret=1
+	cp "$log" "$results/$krel.log"
+	echo "bench: $results/$krel.md"
+done
+exit "$ret"

@@ -1,0 +1,252 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Differential test: random CONNMARK rule programs with traffic, run once
+# with the kernel's own xt_connmark (Debian's, kernel/net/netfilter/) and
+# once with ours, on the same booted kernel; every observation must agree.
+#
+#   nsclient veth0 -- veth0 nsrouter veth1 -- veth0 nsserver
+#   10.0.1.99         10.0.1.1     10.0.2.1      10.0.2.99
+#   dead:1::99        dead:1::1    dead:2::1     dead:2::99
+#   + 10.64.0.N/32, dead:40::N: one client address per program
+#
+# tests/differential/difftest.py generates DIFF_PROGRAMS programs from
+# DIFF_SEED (random unless given; printed): each is 3 to 12 mangle rules in
+# PREROUTING, INPUT, FORWARD, OUTPUT and POSTROUTING (CONNMARK --set-xmark,
+# --set-mark, --and/--or/--xor-mark, --save-mark and --restore-mark with
+# random values, masks, --nfmask/--ctmask, revision 2 shifts 0..31; connmark
+# and mark matches with "!" and masks; conntrack state and direction
+# matches; MARK rules), one address family, one backend (iptables-legacy or
+# iptables-nft), our plugins or Debian's, and 3 to 6 flows (TCP, UDP, ICMP
+# echo, UDP and TCP to a closed port) from the client to the server or the
+# router and back the other way. Up to DIFF_BATCH programs run at once in
+# the router, each in its own user chains reached through its own client
+# address (see difftest.py), with one iptables-restore per backend, family
+# and plugin set and one process per namespace for all the traffic.
+#
+# Compared per program: every rule's packet counter, the final ct mark of
+# every flow (conntrack -L), and the packet mark and ct mark that each flow's
+# packets carried out of each hook's mangle chain, with packet counts (an
+# nftables table at priority mangle + 10 records them in dynamic sets with
+# counters). The traffic is deterministic; a program whose traffic was
+# disturbed (a TCP retransmission, a timeout) is skipped, and more than 10%
+# of those fail the test. A program whose traffic does not leave the
+# expected conntrack entries fails it too.
+#
+# The module is swapped with rmmod/modprobe/insmod once the rules are gone
+# (both phases use the same namespaces); our module is loaded again at the
+# end and checked by version and srcversion.
+#
+# Deliberate differences, never generated (README.md, "Differences from
+# upstream"):
+# - shift validation: revision 2 shifts of 32 or more, or another shift
+#   direction, are refused by ours only; programs shift by 0 to 31;
+# - template conntracks: no -j CT rule in the raw table, so CONNMARK never
+#   meets a template.
+# Revision 3 exists only in ours: with our plugins, iptables uses revision 3
+# with our module and revision 2 with Debian's (the same rule as a user
+# writes it); with Debian's plugins both use revision 2.
+#
+# A mismatch prints the seed and program, then shrinks the first mismatching
+# program (dropping rules and flows while the difference persists, up to
+# DIFF_SHRINK_ROUNDS rounds, each run against both modules) and prints its
+# rules as iptables-restore input, its traffic and the differences.
+#
+# Environment: DIFF_PROGRAMS (default 100), DIFF_SEED, DIFF_FIRST (first
+# program number, default 0: DIFF_SEED=S DIFF_FIRST=P DIFF_PROGRAMS=1 reruns
+# program P of seed S alone), DIFF_BATCH (programs at once, default 250),
+# DIFF_SHRINK_ROUNDS (default 25), DIFF_REFERENCE ("in-tree", or "ours" to
+# compare ours with itself: a check of the test's own determinism).
+
+set -u
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "$0")/lib.sh"
+
+# Few checks: every process is slow in the VM. iptables-legacy and
+# iptables-nft are checked by require_xt_backends; modprobe, modinfo, insmod
+# and rmmod are kmod.
+require_tools "ip -Version" "conntrack --version" "nft --version" \
+	"python3 --version" "modinfo -V"
+if [ -z "${XTCM_MODULE:-}" ]; then
+	echo "SKIP: Could not find the module to load (XTCM_MODULE is not set)"
+	exit "$ksft_skip"
+fi
+intree=$(modinfo -n xt_connmark 2>/dev/null)
+if [[ "$intree" != */kernel/net/netfilter/xt_connmark.ko* ]]; then
+	echo "SKIP: Could not find the kernel's own xt_connmark (modinfo: '$intree')"
+	exit "$ksft_skip"
+fi
+
+difftest=$TESTS_DIR/differential/difftest.py
+programs=${DIFF_PROGRAMS:-100}
+seed=${DIFF_SEED:-583064801}
+first=${DIFF_FIRST:-0}
+batch=${DIFF_BATCH:-250}
+shrink_rounds=${DIFF_SHRINK_ROUNDS:-25}
+reference=${DIFF_REFERENCE:-in-tree}
+distro_libdir=$(pkg-config --variable=xtlibdir xtables 2>/dev/null ||
+	echo /usr/lib/x86_64-linux-gnu/xtables)
+work=$(mktemp -d)
+ret=0
+
+# restore_ours: our module loaded, whatever happened: the tests that follow
+# need it. The namespaces (and so the rules) must be gone.
+restore_ours()
+{
+	if [ -d /sys/module/xt_connmark ] &&
+		[ "$(cat /sys/module/xt_connmark/version 2>/dev/null)" = \
+			"$XTCM_VERSION" ]; then
+		return 0
+	fi
+	unload_module && insmod "$XTCM_MODULE"
+}
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup()
+{
+	cleanup_all_ns
+	restore_ours
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+# unload_module: rmmod xt_connmark once nothing uses it (nft_compat drops
+# its references asynchronously, namespaces are freed asynchronously).
+unload_module()
+{
+	[ -d /sys/module/xt_connmark ] || return 0
+	if ! busywait 30000 rmmod xt_connmark 2>/dev/null; then
+		echo "FAIL: cannot unload xt_connmark (refcnt $(cat \
+			/sys/module/xt_connmark/refcnt 2>/dev/null))"
+		return 1
+	fi
+}
+
+# use_module in-tree|ours: replace the loaded xt_connmark, and check that
+# the one loaded is the one asked for: ours has our version and the
+# srcversion of $XTCM_MODULE; the kernel's own has no version and no
+# out-of-tree taint.
+use_module()
+{
+	local version taint
+
+	unload_module || return 1
+	if [ "$1" = ours ]; then
+		insmod "$XTCM_MODULE" || return 1
+	else
+		modprobe xt_connmark || return 1
+	fi
+	version=$(cat /sys/module/xt_connmark/version 2>/dev/null)
+	taint=$(cat /sys/module/xt_connmark/taint 2>/dev/null)
+	if [ "$1" = ours ] && { [ "$version" != "$XTCM_VERSION" ] ||
+		[ "$(cat /sys/module/xt_connmark/srcversion)" != \
+			"$(modinfo -F srcversion "$XTCM_MODULE")" ]; }; then
+		echo "FAIL: loaded xt_connmark is not ours (version '$version')"
+		return 1
+	fi
+	if [ "$1" = in-tree ] && { [ -n "$version" ] || [[ $taint == *O* ]]; }; then
+		echo "FAIL: loaded xt_connmark is not the kernel's (version '$version', taint '$taint')"
+		return 1
+	fi
+}
+
+# run_programs MODULE PLAN OUT: the programs of PLAN with MODULE, results
+# into OUT.
+run_programs()
+{
+	local start=$SECONDS
+
+	use_module "$1" || return 1
+	echo "# $SECONDS s: $1 module loaded in $((SECONDS - start)) s"
+	python3 "$difftest" run --plan "$2" --out "$3" --client "$nsclient" \
+		--router "$nsrouter" --server "$nsserver" --backends "$backends" \
+		--distro-libdir "$distro_libdir" --batch "$batch" --tag "$1"
+}
+
+# shrink: reduce the first mismatching program, round by round: every
+# candidate (without one rule, without one chain's rules, one half of the
+# rules, without one flow, one flow alone) runs with both modules at once;
+# the smallest that still differs is the next program. Then print it.
+shrink()
+{
+	local round
+
+	for ((round = 1; round <= shrink_rounds; round++)); do
+		python3 "$difftest" shrink-cands "$work/cur.json" \
+			>"$work/cands.json" || break
+		if ! run_programs "$reference" "$work/cands.json" \
+			"$work/ca.json" ||
+			! run_programs ours "$work/cands.json" "$work/cb.json"; then
+			echo "FAIL: the shrink's round $round did not run to the end"
+			break
+		fi
+		python3 "$difftest" shrink-pick --names "$reference" ours \
+			"$work/cur.json" "$work/cands.json" "$work/ca.json" \
+			"$work/cb.json" >"$work/next.json" || break
+		mv "$work/next.json" "$work/cur.json"
+	done
+	python3 "$difftest" repro "$work/cur.json"
+}
+
+echo "# DIFF_SEED=$seed DIFF_FIRST=$first DIFF_PROGRAMS=$programs (reference: $reference)"
+if ! setup_router_topology; then
+	echo "FAIL: cannot build the namespaces"
+	exit "$ksft_fail"
+fi
+require_xt_backends "$nsrouter"
+backends=$XT_BACKENDS
+echo "# $SECONDS s: namespaces ready, backends: $backends"
+# Enough client addresses for a batch and for the shrink's candidates.
+slots=$((programs < batch ? programs : batch))
+slots=$((slots < 64 ? 64 : slots))
+python3 "$difftest" gen --seed "$seed" --first "$first" --count "$programs" \
+	--backends "$backends" --addrs "$slots" --addrs-out "$work/addrs" \
+	>"$work/plan.json" || exit "$ksft_fail"
+echo "# $SECONDS s: programs generated"
+ip -n "$nsclient" -batch "$work/addrs" || exit "$ksft_fail"
+ip -n "$nsrouter" -batch - <<-EOF || exit "$ksft_fail"
+	route add 10.64.0.0/10 via 10.0.1.99
+	route add dead:40::/64 via dead:1::99
+EOF
+# Every ICMP error must go out (no rate limit), and no flow's conntrack entry
+# may expire before it is read.
+for ns in "$nsclient" "$nsrouter" "$nsserver"; do
+	ip netns exec "$ns" sysctl -q -w net.ipv4.icmp_ratelimit=0 \
+		net.ipv6.icmp.ratelimit=0 net.ipv4.icmp_msgs_per_sec=1000000 \
+		net.ipv4.icmp_msgs_burst=1000000 || exit "$ksft_fail"
+done
+ip netns exec "$nsrouter" sysctl -q -w \
+	net.netfilter.nf_conntrack_tcp_timeout_close=3600 \
+	net.netfilter.nf_conntrack_udp_timeout=3600 \
+	net.netfilter.nf_conntrack_udp_timeout_stream=3600 \
+	net.netfilter.nf_conntrack_icmp_timeout=3600 \
+	net.netfilter.nf_conntrack_icmpv6_timeout=3600 || exit "$ksft_fail"
+
+echo "# $SECONDS s: namespaces and programs ready"
+if run_programs "$reference" "$work/plan.json" "$work/ra.json" &&
+	run_programs ours "$work/plan.json" "$work/rb.json"; then
+	if python3 "$difftest" compare --plan "$work/plan.json" \
+		--names "$reference" ours --first-mismatch "$work/cur.json" \
+		"$work/ra.json" "$work/rb.json"; then
+		echo "# $SECONDS s: compared"
+		echo "PASS: $programs programs of seed $seed: $reference and ours agree on every counter, ct mark and packet mark"
+	else
+		ret=1
+		if [ -s "$work/cur.json" ]; then
+			echo "# shrinking the first mismatching program"
+			shrink
+		fi
+	fi
+else
+	echo "FAIL: the programs did not run to the end"
+	ret=1
+fi
+
+cleanup_all_ns
+if restore_ours; then
+	echo "PASS: our xt_connmark $(cat /sys/module/xt_connmark/version) is loaded again"
+else
+	echo "FAIL: our xt_connmark is not loaded again"
+	ret=1
+fi
+exit "$ret"
