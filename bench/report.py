@@ -90,6 +90,43 @@ def ref_for(config):
     return "intree-sc-3"
 
 
+def headline(samples, flows_list):
+    """The summary table: (b) against (a), (c), (d), paired per round, and
+    the cost per classification rule with and without the shortcut."""
+    rows = []
+    pairs = [("ours-sc-3", "none", "ours (b) / no rules (a)"),
+             ("ours-sc-3", "ct", "ours (b) / conntrack only"),
+             ("ours-sc-3", "intree-sc-3", "ours (b) / in-tree (c)"),
+             ("ours-sc-3", "nft-sc-3", "ours (b) / nftables (d)")]
+    for a, b, title in pairs:
+        cells = []
+        for flows in flows_list:
+            r = paired_ratio(samples.get((flows, a), {}),
+                             samples.get((flows, b), {}))
+            cells.append(fmt_ratio(r))
+        rows.append(f"| {title} | " + " | ".join(cells) + " |")
+    for impl in ("ours", "intree"):
+        for sc, title in (("nosc", "without"), ("sc", "with")):
+            cells = []
+            for flows in flows_list:
+                pts = [(int(c.split("-")[2]),
+                        1e9 / statistics.median(v.values()))
+                       for (f, c), v in samples.items()
+                       if f == flows and c.startswith(f"{impl}-{sc}-")]
+                sl = slope(pts) if len(pts) > 2 else None
+                cells.append("-" if sl is None else f"{sl:.1f}")
+            rows.append(f"| ns/packet/rule, {impl}, {title} shortcut | "
+                        + " | ".join(cells) + " |")
+    out = ["## Headline\n",
+           "Throughput ratios: median over the rounds of the ratio within "
+           "each round (1.000: same speed, below 1: slower). ns/packet/rule: "
+           "slope of ns/packet against the number of classification "
+           "rules (1 to 200).\n",
+           "| | " + " | ".join(f"{f} flows" for f in flows_list) + " |",
+           "|---|" + "---|" * len(flows_list)]
+    return out + rows + [""]
+
+
 def main():
     log, kernel, outdir, command, conditions = sys.argv[1:6]
     qemu_opts = sys.argv[6] if len(sys.argv) > 6 else ""
@@ -137,6 +174,7 @@ def main():
             "nothing extra here.\n")
 
     flows_list = sorted({f for f, _ in samples})
+    md.extend(headline(samples, flows_list))
     for flows in flows_list:
         configs = sorted((c for f, c in samples if f == flows), key=sort_key)
         base = samples.get((flows, "none"), {})
@@ -228,14 +266,14 @@ def gnuplot(dat, png, kernel, flows, ref, icount):
     lines = [
         "set terminal pngcairo size 900,560 font ',10'",
         f"set output '{png}'",
-        f"set title 'Forwarding throughput, {kernel}, {flows} flows "
-        f"({clock})'",
+        f"set title \"Forwarding throughput, {kernel}, {flows} flows\\n"
+        f"{clock}\"",
         "set xlabel 'classification rules (MARK)'",
         "set ylabel 'packets/s received (median, bars: min-max)'",
         "set logscale x",
         "set xrange [0.8:260]",
         "set yrange [0:*]",
-        "set key outside right",
+        "set key inside left bottom box opaque",
         "set grid",
     ]
     plots = []

@@ -10,19 +10,20 @@
 #   dead:1::99        dead:1::1    dead:2::1     dead:2::99
 #   + 10.64.0.N/32, dead:40::N: one client address per program
 #
-# tests/differential/difftest.py generates DIFF_PROGRAMS programs from
-# DIFF_SEED (random unless given; printed): each is 3 to 12 mangle rules in
-# PREROUTING, INPUT, FORWARD, OUTPUT and POSTROUTING (CONNMARK --set-xmark,
-# --set-mark, --and/--or/--xor-mark, --save-mark and --restore-mark with
-# random values, masks, --nfmask/--ctmask, revision 2 shifts 0..31; connmark
-# and mark matches with "!" and masks; conntrack state and direction
-# matches; MARK rules), one address family, one backend (iptables-legacy or
-# iptables-nft), our plugins or Debian's, and 3 to 6 flows (TCP, UDP, ICMP
-# echo, UDP and TCP to a closed port) from the client to the server or the
-# router and back the other way. Up to DIFF_BATCH programs run at once in
-# the router, each in its own user chains reached through its own client
-# address (see difftest.py), with one iptables-restore per backend, family
-# and plugin set and one process per namespace for all the traffic.
+# tests/differential/difftest.py generates XTCM_DIFF_PROGRAMS programs
+# from XTCM_DIFF_SEED (random unless given; printed): each is 3 to 12 mangle
+# rules in PREROUTING, INPUT, FORWARD, OUTPUT and POSTROUTING (CONNMARK
+# --set-xmark, --set-mark, --and/--or/--xor-mark, --save-mark and
+# --restore-mark with random values, masks, --nfmask/--ctmask, revision 2
+# shifts 0..31; connmark and mark matches with "!" and masks; conntrack
+# state and direction matches; MARK rules), one address family, one
+# backend (iptables-legacy or iptables-nft), our plugins or Debian's, and 3
+# to 6 flows (TCP, UDP, ICMP echo, UDP and TCP to a closed port) from the
+# client to the server or the router and back the other way. Up to
+# XTCM_DIFF_BATCH programs run at once in the router, each in its own user
+# chains reached through its own client address (see difftest.py), with one
+# iptables-restore per backend, family and plugin set and one process per
+# namespace for all the traffic.
 #
 # Compared per program: every rule's packet counter, the final ct mark of
 # every flow (conntrack -L), and the packet mark and ct mark that each flow's
@@ -49,14 +50,16 @@
 #
 # A mismatch prints the seed and program, then shrinks the first mismatching
 # program (dropping rules and flows while the difference persists, up to
-# DIFF_SHRINK_ROUNDS rounds, each run against both modules) and prints its
-# rules as iptables-restore input, its traffic and the differences.
+# XTCM_DIFF_SHRINK_ROUNDS rounds, each run against both modules) and prints
+# its rules as iptables-restore input, its traffic and the differences.
 #
-# Environment: DIFF_PROGRAMS (default 100), DIFF_SEED, DIFF_FIRST (first
-# program number, default 0: DIFF_SEED=S DIFF_FIRST=P DIFF_PROGRAMS=1 reruns
-# program P of seed S alone), DIFF_BATCH (programs at once, default 250),
-# DIFF_SHRINK_ROUNDS (default 25), DIFF_REFERENCE ("in-tree", or "ours" to
-# compare ours with itself: a check of the test's own determinism).
+# Environment (tests/run.sh hands XTCM_* to the VM): XTCM_DIFF_PROGRAMS
+# (default 100; make differential: 1000), XTCM_DIFF_SEED, XTCM_DIFF_FIRST
+# (first program number, default 0: XTCM_DIFF_SEED=S XTCM_DIFF_FIRST=P
+# XTCM_DIFF_PROGRAMS=1 reruns program P of seed S alone), XTCM_DIFF_BATCH
+# (programs at once, default 250), XTCM_DIFF_SHRINK_ROUNDS (default 25),
+# XTCM_DIFF_REFERENCE ("in-tree", or "ours" to compare ours with itself: a
+# check of the test's own determinism).
 
 set -u
 # shellcheck source-path=SCRIPTDIR
@@ -78,12 +81,12 @@ if [[ "$intree" != */kernel/net/netfilter/xt_connmark.ko* ]]; then
 fi
 
 difftest=$TESTS_DIR/differential/difftest.py
-programs=${DIFF_PROGRAMS:-100}
-seed=${DIFF_SEED:-583064801}
-first=${DIFF_FIRST:-0}
-batch=${DIFF_BATCH:-250}
-shrink_rounds=${DIFF_SHRINK_ROUNDS:-25}
-reference=${DIFF_REFERENCE:-in-tree}
+programs=${XTCM_DIFF_PROGRAMS:-100}
+seed=${XTCM_DIFF_SEED:-$((RANDOM * 32768 + RANDOM))}
+first=${XTCM_DIFF_FIRST:-0}
+batch=${XTCM_DIFF_BATCH:-250}
+shrink_rounds=${XTCM_DIFF_SHRINK_ROUNDS:-25}
+reference=${XTCM_DIFF_REFERENCE:-in-tree}
 distro_libdir=$(pkg-config --variable=xtlibdir xtables 2>/dev/null ||
 	echo /usr/lib/x86_64-linux-gnu/xtables)
 work=$(mktemp -d)
@@ -188,7 +191,7 @@ shrink()
 	python3 "$difftest" repro "$work/cur.json"
 }
 
-echo "# DIFF_SEED=$seed DIFF_FIRST=$first DIFF_PROGRAMS=$programs (reference: $reference)"
+echo "# XTCM_DIFF_SEED=$seed XTCM_DIFF_FIRST=$first XTCM_DIFF_PROGRAMS=$programs (reference: $reference)"
 if ! setup_router_topology; then
 	echo "FAIL: cannot build the namespaces"
 	exit "$ksft_fail"

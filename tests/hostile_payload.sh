@@ -67,7 +67,7 @@ cleanup()
 trap cleanup EXIT
 
 ret=0
-SPLAT='(WARNING|BUG):|Oops|Call Trace|UBSAN|KASAN|kmemleak|general protection|refcount_t|list_(add|del) corruption'
+SPLAT='(WARNING|BUG):|Oops|Call Trace|UBSAN|KASAN|kmemleak: [0-9]+ new suspected|general protection|refcount_t|list_(add|del) corruption'
 
 fail()
 {

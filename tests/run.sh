@@ -236,7 +236,7 @@ vm_report()
 		grep -q " $t\$" "$dir/results" 2>/dev/null ||
 			result 1 "$krel: $t (no result: the VM stopped early)" "$dir/console.log"
 	done <"$dir/tests"
-	grep -E '(WARNING|BUG):|Oops|Call Trace|UBSAN|KASAN|kmemleak|general protection' \
+	grep -E '(WARNING|BUG):|Oops|Call Trace|UBSAN|KASAN|kmemleak: [0-9]+ new suspected|general protection' \
 		"$dir/dmesg.txt" >"$dir/splats.txt" 2>/dev/null
 	[ -f "$dir/dmesg.txt" ] && [ ! -s "$dir/splats.txt" ]
 	result $? "$krel: kernel log has no WARNING/BUG/Oops/Call Trace" "$dir/splats.txt"

@@ -10,7 +10,8 @@
 # Debian's), and a list of flows (TCP, UDP, ICMP echo, UDP and TCP to a
 # closed port) between the client, the router and the server of
 # setup_router_topology. Program P of seed S is a pure function of (S, P):
-# "gen --seed S --first P --count 1" rebuilds it alone.
+# "gen --seed S --first P --count 1" rebuilds it alone (with the same Python
+# random module, as on the host and in the VM).
 #
 # Many programs run at once in the one router namespace: program slot N owns
 # the client address CLIENT(N) (10.64.0.0/10, dead:40::/64, added to the
@@ -1072,10 +1073,10 @@ def cmd_repro(a):
     fam = cur["family"]
     slot = cur["slot"]
     print("# Reproducer: seed %d program %d, shrunk to %d rules and %d "
-          "flows (rebuild the whole program with DIFF_SEED=%d DIFF_FIRST=%d "
-          "DIFF_PROGRAMS=1)" % (cur["seed"], cur["id"], len(cur["rules"]),
-                                len(cur["flows"]), cur["seed"], cur["id"],
-                                ))
+          "flows (rebuild the whole program with XTCM_DIFF_SEED=%d "
+          "XTCM_DIFF_FIRST=%d XTCM_DIFF_PROGRAMS=1)" % (
+              cur["seed"], cur["id"], len(cur["rules"]), len(cur["flows"]),
+              cur["seed"], cur["id"]))
     print("# Router of tests/lib.sh's setup_router_topology; the client also "
           "has %s (the router routes %s via %s). Backend %s, plugins %s:" % (
               client_addr(fam, slot), CLIENT_NET[fam], ROLE_ADDR[fam]["gw"],
