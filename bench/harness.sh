@@ -77,6 +77,19 @@ bench_sender()
 	BENCH_SENDER=$bin
 }
 
+# bench_require_tools: skip (tests/lib.sh's checktool) without what the
+# benchmark needs, the in-tree module included.
+bench_require_tools()
+{
+	checktool "ip -Version" "run test without ip tool"
+	checktool "nft --version" "run test without nft"
+	checktool "$BENCH_IPT --version" "run test without $BENCH_IPT"
+	checktool "conntrack --version" "run test without conntrack tool"
+	checktool "test -r /proc/slabinfo" "read /proc/slabinfo"
+	checktool "ls /lib/modules/$(uname -r)/kernel/net/netfilter/xt_connmark.ko*" \
+		"find the in-tree xt_connmark"
+}
+
 # bench_sysctl NAME VALUE: set a global sysctl, restored by bench_cleanup.
 bench_sysctl()
 {

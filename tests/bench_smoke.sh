@@ -18,13 +18,7 @@ source "$(dirname "$0")/lib.sh"
 # shellcheck source=bench/harness.sh
 source "$REPO_DIR/bench/harness.sh"
 
-checktool "ip -Version" "run test without ip tool"
-checktool "nft --version" "run test without nft"
-checktool "$BENCH_IPT --version" "run test without $BENCH_IPT"
-checktool "conntrack --version" "run test without conntrack tool"
-checktool "test -r /proc/slabinfo" "read /proc/slabinfo"
-checktool "ls /lib/modules/$(uname -r)/kernel/net/netfilter/xt_connmark.ko*" \
-	"find the in-tree xt_connmark"
+bench_require_tools
 
 trap bench_cleanup EXIT
 

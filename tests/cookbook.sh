@@ -139,19 +139,6 @@ expect_eq()
 	fi
 }
 
-# expect WHAT CONDITION: PASS or FAIL on a test(1) expression given as words.
-expect()
-{
-	local what=$1
-	shift
-
-	if test "$@"; then
-		pass "$what"
-	else
-		fail "$what (test: $*)"
-	fi
-}
-
 # ctr NS FAM TABLE CHAIN RULENUM [bytes]: packets (or bytes) of one rule.
 ctr()
 {

@@ -88,19 +88,6 @@ fail()
 	ret=1
 }
 
-# expect WHAT CONDITION: PASS or FAIL on a test(1) expression given as words.
-expect()
-{
-	local what=$1
-	shift
-
-	if test "$@"; then
-		pass "$what"
-	else
-		fail "$what (test: $*)"
-	fi
-}
-
 # poll TIMEOUT_S CMD...: like slowwait, every 0.5 s: each process slows the
 # emulated guest, and the daemons under test need the CPU.
 poll()

@@ -29,6 +29,20 @@ checktool()
 	fi
 }
 
+# expect WHAT CONDITION: the caller's pass or fail on a test(1) expression
+# given as words.
+expect()
+{
+	local what=$1
+	shift
+
+	if test "$@"; then
+		pass "$what"
+	else
+		fail "$what (test: $*)"
+	fi
+}
+
 # setup_ns VAR...: create one namespace per variable name, named VAR-XXXXXX,
 # store the name in VAR, bring lo up.
 setup_ns()
