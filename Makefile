@@ -114,9 +114,12 @@ check-cookbook check-install: check-%:
 	XTCM_SERIES="$(SERIES)" \
 		tests/run.sh $$($(MAKE) -s -C tests print-$(shell echo $* | tr a-z A-Z)_PROGS)
 
+# Longer than DEBUG_ENV (make check): every hostile payload, 5 lifecycle
+# cycles, 60 s of SMP stress.
 check-debug:
 	tests/deps.sh
-	XTCM_SERIES=debug XTCM_TEST_TIMEOUT=3600 \
+	XTCM_SERIES=debug XTCM_TEST_TIMEOUT=3600 XTCM_HOSTILE_STEP=1 \
+		XTCM_LIFECYCLE_CYCLES=5 XTCM_STRESS_SECONDS=60 \
 		tests/run.sh $$($(MAKE) -s -C tests print-DEBUG_PROGS)
 
 lifecycle:

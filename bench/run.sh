@@ -47,16 +47,9 @@ ret=0
 # freshly built module, the XTCM_* variables of the environment.
 write_job()
 {
-	local ko=$out/build/$1/kmod/xt_connmark.ko var
-
 	echo bench.sh >"$2/tests"
 	{
-		for var in $(compgen -e XTCM_); do
-			printf 'export %s=%q\n' "$var" "${!var}"
-		done
-		printf 'export XTCM_MODULE=%q\n' "$ko"
-		printf 'export XTCM_VERSION=%q\n' "$version"
-		printf 'export XTCM_SRCVERSION=%q\n' "$(modinfo -F srcversion "$ko")"
+		tests/vm/job-env.sh "$out/build/$1/kmod/xt_connmark.ko" "$version"
 		# Guest seconds: under -icount the guest's clock jumps over
 		# every idle wait and runs ahead of the host's; the host's
 		# timeout (run-vm.sh) is the one that counts.

@@ -45,12 +45,7 @@ source "$(dirname "$0")/lib.sh"
 
 require_xt_tools "tc -Version"
 
-# shellcheck disable=SC2317 # called by the EXIT trap
-cleanup()
-{
-	cleanup_all_ns
-}
-trap cleanup EXIT
+trap cleanup_all_ns EXIT
 
 ret=0
 PORT0=20000
@@ -59,30 +54,16 @@ START=0x5a5a5a5a	# DSCP bits 31-26 hold 22, bits 13-8 hold 26; bits 24
 RT_MASK=0xfc000000	# the round trip's dscpmask and statemask
 RT_STATE=0x01000000
 RT_DSCPS=(1 10 18 26 34 46 48 63)	# round trip: one ping each
-failed=false
+batch_failed=false
 
-fail()
+# set_dscp_family: this test's variables of the family set_family chose.
+set_dscp_family()
 {
-	echo "FAIL: $*"
-	ret=1
-	failed=true
-}
-
-# set_family 4|6: the variables of one address family.
-set_family()
-{
-	FAM=$1
-	IPT=iptables-$BACKEND
-	CT_L3=ipv4
-	SERVER=10.0.2.99
 	ICMP_REPLY="-p icmp --icmp-type echo-reply"
 	DSCPMASK=0xfc000000
 	STATEMASK=0x01000000
 	SHIFT=26
 	if [ "$FAM" = 6 ]; then
-		IPT=ip6tables-$BACKEND
-		CT_L3=ipv6
-		SERVER=dead:2::99
 		ICMP_REPLY="-p ipv6-icmp --icmpv6-type echo-reply"
 		DSCPMASK=0x3f00
 		STATEMASK=0x1
@@ -122,7 +103,7 @@ check_all_dscps()
 		ports+=("$port")
 		client+="-A OUTPUT -o veth0 -p udp --dport $port -j DSCP --set-dscp $d"$'\n'
 	done
-	failed=false
+	batch_failed=false
 	if ! restore "$nsclient" "${client}COMMIT"; then
 		fail "$WHAT: client DSCP rules, want loaded, got an error"
 		return
@@ -149,7 +130,7 @@ COMMIT"; then
 		bad=$((bad + 1))
 		fail "$WHAT: DSCP $d, --set-dscpmark $DSCPMASK/$STATEMASK on ct mark $START, want ct mark $(printf 0x%08x "$want"), got ${got:+$(printf 0x%08x "$got")}${got:-no entry}"
 	done
-	if $failed; then
+	if $batch_failed; then
 		echo "# $n of 64 datagrams went through the router's FORWARD"
 		dump_state
 	else
@@ -165,7 +146,7 @@ check_round_trip()
 	local client="*filter"$'\n' d k got reply
 	local -a tos=()
 
-	failed=false
+	batch_failed=false
 	for d in "${RT_DSCPS[@]}"; do
 		# shellcheck disable=SC2086 # ICMP_REPLY is several words
 		client+="-A INPUT -i veth0 $ICMP_REPLY -m dscp --dscp $d"$'\n'
@@ -201,7 +182,7 @@ COMMIT"; then
 	reply=$(rule_packets "$nsserver" "$IPT" mangle OUTPUT 1)
 	[ "$reply" = "${#RT_DSCPS[@]}" ] ||
 		fail "$WHAT round trip: replies sent by the server with DSCP 0, want ${#RT_DSCPS[@]}, got $reply"
-	if $failed; then
+	if $batch_failed; then
 		dump_state
 		tc -n "$nsrouter" -s filter show dev veth1 ingress
 	else
@@ -304,7 +285,7 @@ check_kernel_refusals()
 {
 	local case fields want out before log
 
-	failed=false
+	batch_failed=false
 	before=$(dmesg | wc -l)
 	for case in "${raw_cases[@]}"; do
 		fields=${case%%|*}
@@ -330,7 +311,7 @@ check_kernel_refusals()
 		[ -z "$want" ] || [[ $log == *"xt_connmark: $want"* ]] && continue
 		fail "$WHAT checkentry: blob ${case%%|*}, want kernel message 'xt_connmark: $want', not found"
 	done
-	if $failed; then
+	if $batch_failed; then
 		echo "# kernel log:"
 		echo "$log"
 	else
@@ -363,6 +344,7 @@ cleanup()
 	cleanup_all_ns
 	rm -rf "$raw_dir"
 }
+trap cleanup EXIT
 if ! command -v gcc >/dev/null || ! build_raw_plugin "$raw_dir"; then
 	echo "FAIL: cannot build the test plugin for the checkentry blobs"
 	ret=1
@@ -372,6 +354,7 @@ fi
 # check_family: parts 1 and 2 on the current backend and family.
 check_family()
 {
+	set_dscp_family
 	check_all_dscps
 	! $ctinfo || check_round_trip
 }
@@ -380,6 +363,7 @@ check_family()
 check_backend()
 {
 	set_family 4
+	set_dscp_family
 	[ -z "$raw_dir" ] || check_kernel_refusals "$raw_dir"
 }
 

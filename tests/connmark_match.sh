@@ -27,12 +27,7 @@ source "$(dirname "$0")/lib.sh"
 
 require_xt_tools "sysctl -V"
 
-# shellcheck disable=SC2317 # called by the EXIT trap
-cleanup()
-{
-	cleanup_all_ns
-}
-trap cleanup EXIT
+trap cleanup_all_ns EXIT
 
 ret=0
 M32=0xffffffff
@@ -82,28 +77,6 @@ add_match 0x0 0x0 "!"
 # A mark with bits outside the mask never equals (ctmark & mask).
 add_match 0x3 0x1
 add_match 0x3 0x1 "!"
-
-# set_family 4|6: IPT and the other per-family variables.
-set_family()
-{
-	FAM=$1
-	if [ "$FAM" = 4 ]; then
-		IPT=iptables-$BACKEND
-		SERVER=10.0.2.99
-		CT_L3=ipv4
-	else
-		IPT=ip6tables-$BACKEND
-		SERVER=dead:2::99
-		CT_L3=ipv6
-	fi
-}
-
-fail()
-{
-	echo "FAIL: $1"
-	ret=1
-	batch_failed=true
-}
 
 dump_state()
 {

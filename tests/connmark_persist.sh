@@ -35,39 +35,12 @@ source "$(dirname "$0")/lib.sh"
 
 require_xt_tools "ss -V" "socat -V" "sysctl -V"
 
-# shellcheck disable=SC2317 # called by the EXIT trap
-cleanup()
-{
-	cleanup_all_ns
-}
-trap cleanup EXIT
+trap cleanup_all_ns EXIT
 
 ret=0
 N80=3
 N21=2
 run=0
-
-# set_family 4|6: IPT and the other per-family variables.
-set_family()
-{
-	FAM=$1
-	if [ "$FAM" = 4 ]; then
-		IPT=iptables-$BACKEND
-		SERVER_SOCAT=TCP4:10.0.2.99
-		CT_L3=ipv4
-	else
-		IPT=ip6tables-$BACKEND
-		SERVER_SOCAT="TCP6:[dead:2::99]"
-		CT_L3=ipv6
-	fi
-}
-
-fail()
-{
-	echo "FAIL: $1"
-	ret=1
-	batch_failed=true
-}
 
 dump_state()
 {

@@ -39,12 +39,7 @@ source "$(dirname "$0")/lib.sh"
 
 require_xt_tools "sysctl -V"
 
-# shellcheck disable=SC2317 # called by the EXIT trap
-cleanup()
-{
-	cleanup_all_ns
-}
-trap cleanup EXIT
+trap cleanup_all_ns EXIT
 
 ret=0
 M32=0xffffffff
@@ -174,32 +169,9 @@ define_cases()
 	done
 }
 
-# set_family 4|6: IPT and the other per-family variables.
-set_family()
-{
-	FAM=$1
-	if [ "$FAM" = 4 ]; then
-		IPT=iptables-$BACKEND
-		SERVER=10.0.2.99
-		CT_L3=ipv4
-	else
-		IPT=ip6tables-$BACKEND
-		SERVER=dead:2::99
-		CT_L3=ipv6
-	fi
-}
-
 ipt()
 {
 	ip netns exec "$nsrouter" "$IPT" "$@"
-}
-
-# fail MESSAGE: one FAIL line.
-fail()
-{
-	echo "FAIL: $1"
-	ret=1
-	batch_failed=true
 }
 
 dump_state()

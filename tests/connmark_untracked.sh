@@ -40,12 +40,7 @@ source "$(dirname "$0")/lib.sh"
 
 require_xt_tools "sysctl -V"
 
-# shellcheck disable=SC2317 # called by the EXIT trap
-cleanup()
-{
-	cleanup_all_ns
-}
-trap cleanup EXIT
+trap cleanup_all_ns EXIT
 
 ret=0
 P_NOTRACK=22000
@@ -84,21 +79,6 @@ TMPL_RULES=(
 )
 # shellcheck disable=SC2034 # read through check_chain's nameref
 WANT_TMPL=(1 1 1 1 0 0)
-
-# set_family 4|6: IPT and the other per-family variables.
-set_family()
-{
-	FAM=$1
-	if [ "$FAM" = 4 ]; then
-		IPT=iptables-$BACKEND
-		SERVER=10.0.2.99
-		CT_L3=ipv4
-	else
-		IPT=ip6tables-$BACKEND
-		SERVER=dead:2::99
-		CT_L3=ipv6
-	fi
-}
 
 fail()
 {

@@ -81,7 +81,7 @@ declare -A BLOCKS
 # run_block ID MACHINE: run the page's block; its output goes to the log.
 run_block()
 {
-	local id=$1 machine=$2 script ns out rc
+	local id=$1 machine=$2 script ns out
 	local prelude="set -e
 iptables() { iptables-$BACKEND \"\$@\"; }
 ip6tables() { ip6tables-$BACKEND \"\$@\"; }
@@ -110,12 +110,7 @@ ip6tables() { ip6tables-$BACKEND \"\$@\"; }
 	else
 		out=$(bash -c "$prelude$script" 2>&1)
 	fi
-	rc=$?
-	echo "# block $id ($machine), exit $rc"
-	[ -n "$out" ] && echo "#   ${out//$'\n'/$'\n'#   }"
-	[ "$rc" -eq 0 ] && return 0
-	fail "block \"sh $id $machine\" of docs/cookbook.md failed (exit $rc)"
-	return 1
+	report_block "$id" "$machine" "$?" "$out"
 }
 
 # expect_eq WHAT WANT_CMD GOT_CMD: poll (3 s) until both commands print the
@@ -510,11 +505,32 @@ ct_data_marks()
 		awk '{ print $2 " x" $1 }'
 }
 
+# r4_counters: r4-show's two FORWARD counters, of the data connection's
+# packets and of those with mark 1. The page matches the data connection
+# with -m helper; a kernel without xt_helper (the debug kernel) gets the
+# same counters from rules on the ports, and the page check says so.
+STOOD_IN=""
+r4_counters()
+{
+	if modinfo xt_helper >/dev/null 2>&1; then
+		run_block r4-show router
+		return
+	fi
+	echo "# this kernel has no xt_helper: r4-show's -m helper rules stand in as rules on the ports"
+	ip netns exec "$nsrouter" "iptables-$BACKEND" -t mangle -A FORWARD \
+		-p tcp ! --sport 21 ! --dport 21 &&
+		ip netns exec "$nsrouter" "iptables-$BACKEND" -t mangle \
+			-A FORWARD -p tcp ! --sport 21 ! --dport 21 \
+			-m mark --mark 1 || return
+	RAN+="r4-show/router "
+	[[ $STOOD_IN == *" r4-show/router"* ]] || STOOD_IN+=" r4-show/router"
+}
+
 recipe_4()
 {
 	local mode n
 
-	run_block r4 router && run_block r4-show router || return
+	run_block r4 router && r4_counters || return
 	for mode in passive active; do
 		ip netns exec "$nsrouter" conntrack -F >/dev/null 2>&1
 		ip netns exec "$nsrouter" "iptables-$BACKEND" -t mangle -Z
@@ -532,25 +548,34 @@ recipe_4()
 	done
 }
 
+# shaped_per_class ID DEV VERB: the client fetches port 21 once and port 80
+# twice; the HTB classes 1:10 and 1:20 on the router's DEV must have VERB
+# (sent, shaped) every packet the client received from port 21 and port 80,
+# which the client's filter INPUT rules 1 and 2 count.
+shaped_per_class()
+{
+	local id=$1 dev=$2 verb=$3 c10 c20
+
+	c10=$(tc_class_packets "$nsrouter" "$dev" 1:10)
+	c20=$(tc_class_packets "$nsrouter" "$dev" 1:20)
+	tcp_echo "$nsclient" 10.0.9.99 21
+	tcp_echo "$nsclient" 10.0.9.99 80
+	tcp_echo "$nsclient" 10.0.9.99 80
+	expect_eq "$id: $dev class 1:10 $verb every packet the client received from port 21" \
+		"ctr $nsclient 4 filter INPUT 1" \
+		"echo \$((\$(tc_class_packets $nsrouter $dev 1:10) - $c10))"
+	expect_eq "$id: $dev class 1:20 $verb every packet the client received from port 80" \
+		"ctr $nsclient 4 filter INPUT 2" \
+		"echo \$((\$(tc_class_packets $nsrouter $dev 1:20) - $c20))"
+}
+
 recipe_5()
 {
-	local c10 c20
-
 	count_rules "$nsclient" 4 \
 		"-A INPUT -i veth0 -p tcp --sport 21" \
 		"-A INPUT -i veth0 -p tcp --sport 80" || return
 	run_block r5-tc router && run_block r2 router || return
-	c10=$(tc_class_packets "$nsrouter" veth0 1:10)
-	c20=$(tc_class_packets "$nsrouter" veth0 1:20)
-	tcp_echo "$nsclient" 10.0.9.99 21
-	tcp_echo "$nsclient" 10.0.9.99 80
-	tcp_echo "$nsclient" 10.0.9.99 80
-	expect_eq "r5: HTB class 1:10 sent every packet the client received from port 21" \
-		"ctr $nsclient 4 filter INPUT 1" \
-		"echo \$((\$(tc_class_packets $nsrouter veth0 1:10) - $c10))"
-	expect_eq "r5: HTB class 1:20 sent every packet the client received from port 80" \
-		"ctr $nsclient 4 filter INPUT 2" \
-		"echo \$((\$(tc_class_packets $nsrouter veth0 1:20) - $c20))"
+	shaped_per_class r5 veth0 sent
 	run_block r5-show router
 }
 
@@ -561,24 +586,12 @@ recipe_6()
 
 recipe_7()
 {
-	local c10 c20
-
 	count_rules "$nsclient" 4 \
 		"-A INPUT -i veth0 -p tcp --sport 21" \
 		"-A INPUT -i veth0 -p tcp --sport 80" || return
 	run_block r7-tc router && run_block r2 router &&
 		run_block r7-show router || return
-	c10=$(tc_class_packets "$nsrouter" ifb0 1:10)
-	c20=$(tc_class_packets "$nsrouter" ifb0 1:20)
-	tcp_echo "$nsclient" 10.0.9.99 21
-	tcp_echo "$nsclient" 10.0.9.99 80
-	tcp_echo "$nsclient" 10.0.9.99 80
-	expect_eq "r7: ifb0 class 1:10 shaped every packet the client received from port 21" \
-		"ctr $nsclient 4 filter INPUT 1" \
-		"echo \$((\$(tc_class_packets $nsrouter ifb0 1:10) - $c10))"
-	expect_eq "r7: ifb0 class 1:20 shaped every packet the client received from port 80" \
-		"ctr $nsclient 4 filter INPUT 2" \
-		"echo \$((\$(tc_class_packets $nsrouter ifb0 1:20) - $c20))"
+	shaped_per_class r7 ifb0 shaped
 	expect_eq "r7: all of them entered PREROUTING marked already, by tc's action connmark" \
 		"sum \$(ctr $nsclient 4 filter INPUT 1) \$(ctr $nsclient 4 filter INPUT 2)" \
 		"ctr $nsrouter 4 mangle PREROUTING 1"
@@ -639,16 +652,10 @@ log_lines()
 recipe_9()
 {
 	local sport=$((41000 + RANDOM % 1000)) events=$tmpdir/events-$BACKEND
-	local flow evpid got
+	local flow got
 
 	run_block r9-host host && run_block r9 router || return
-	ip netns exec "$nsrouter" stdbuf -oL conntrack -E -p udp \
-		--orig-port-dst 5000 >"$events" 2>/dev/null &
-	evpid=$!
-	# A probe entry shows that the listener is subscribed.
-	slowwait 5 bash -c "ip netns exec $nsrouter conntrack -I -p udp \
-		-s 192.0.2.1 -d 192.0.2.2 --sport \$RANDOM --dport 5000 -t 30 \
-		>/dev/null 2>&1; grep -q 192.0.2.1 $events"
+	ct_events "$nsrouter" "$events" -p udp --orig-port-dst 5000
 
 	flow="sport=$sport dport=5000"
 	udp_flow "$sport" 5
@@ -675,8 +682,8 @@ recipe_9()
 		"printf '[NEW] mark=26\n[UPDATE] mark=27\n'" "echo '$got'"
 	expect_eq "r9: LOG printed the five later datagrams with MARK=0x1b" \
 		"echo 5" "log_lines $sport 0x1b"
-	kill "$evpid" 2>/dev/null
-	wait "$evpid" 2>/dev/null
+	kill "$CT_EVENTS_PID" 2>/dev/null
+	wait "$CT_EVENTS_PID" 2>/dev/null
 }
 
 recipe_10()
@@ -865,7 +872,7 @@ for tag in "${!BLOCKS[@]}"; do
 	[[ "$RAN" == *" ${tag/ //} "* ]] || missing+=" ${tag/ //}"
 done
 if [ -z "$missing" ]; then
-	pass "every block of docs/cookbook.md for recipes ${recipes[*]} ran"
+	pass "every block of docs/cookbook.md for recipes ${recipes[*]} ran${STOOD_IN:+ (stood in for on this kernel:$STOOD_IN)}"
 else
 	fail "blocks of docs/cookbook.md that no recipe ran:$missing"
 fi

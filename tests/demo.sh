@@ -23,12 +23,7 @@ checktool "iptables --version" "run the demo without iptables"
 checktool "conntrack --version" "run the demo without the conntrack tool"
 checktool "socat -V" "run the demo without socat"
 
-# shellcheck disable=SC2317 # called by the EXIT trap
-cleanup()
-{
-	cleanup_all_ns
-}
-trap cleanup EXIT
+trap cleanup_all_ns EXIT
 
 ret=0
 # port: connections to make, class (ct mark) expected

@@ -64,6 +64,8 @@
 set -u
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "$0")/install_lib.sh"
 
 # Few checks: every process is slow in the VM. iptables-legacy and
 # iptables-nft are checked by require_xt_backends; modprobe, modinfo, insmod
@@ -101,7 +103,7 @@ restore_ours()
 			"$XTCM_VERSION" ]; then
 		return 0
 	fi
-	unload_module && insmod "$XTCM_MODULE"
+	unload_connmark && insmod "$XTCM_MODULE"
 }
 
 # shellcheck disable=SC2317 # called by the EXIT trap
@@ -113,44 +115,17 @@ cleanup()
 }
 trap cleanup EXIT
 
-# unload_module: rmmod xt_connmark once nothing uses it (nft_compat drops
-# its references asynchronously, namespaces are freed asynchronously).
-unload_module()
-{
-	[ -d /sys/module/xt_connmark ] || return 0
-	if ! busywait 30000 rmmod xt_connmark 2>/dev/null; then
-		echo "FAIL: cannot unload xt_connmark (refcnt $(cat \
-			/sys/module/xt_connmark/refcnt 2>/dev/null))"
-		return 1
-	fi
-}
-
 # use_module in-tree|ours: replace the loaded xt_connmark, and check that
-# the one loaded is the one asked for: ours has our version and the
-# srcversion of $XTCM_MODULE; the kernel's own has no version and no
-# out-of-tree taint.
+# the one loaded is the one asked for.
 use_module()
 {
-	local version taint
-
-	unload_module || return 1
+	unload_connmark || return 1
 	if [ "$1" = ours ]; then
 		insmod "$XTCM_MODULE" || return 1
 	else
 		modprobe xt_connmark || return 1
 	fi
-	version=$(cat /sys/module/xt_connmark/version 2>/dev/null)
-	taint=$(cat /sys/module/xt_connmark/taint 2>/dev/null)
-	if [ "$1" = ours ] && { [ "$version" != "$XTCM_VERSION" ] ||
-		[ "$(cat /sys/module/xt_connmark/srcversion)" != \
-			"$(modinfo -F srcversion "$XTCM_MODULE")" ]; }; then
-		echo "FAIL: loaded xt_connmark is not ours (version '$version')"
-		return 1
-	fi
-	if [ "$1" = in-tree ] && { [ -n "$version" ] || [[ $taint == *O* ]]; }; then
-		echo "FAIL: loaded xt_connmark is not the kernel's (version '$version', taint '$taint')"
-		return 1
-	fi
+	loaded_is "$1"
 }
 
 # run_programs MODULE PLAN OUT: the programs of PLAN with MODULE, results

@@ -82,12 +82,6 @@ pass()
 	echo "PASS: $1"
 }
 
-fail()
-{
-	echo "FAIL: $1"
-	ret=1
-}
-
 # poll TIMEOUT_S CMD...: like slowwait, every 0.5 s: each process slows the
 # emulated guest, and the daemons under test need the CPU.
 poll()
@@ -122,7 +116,7 @@ fw_exec()
 # run_block ID FW: run the page's block on FW; its output goes to the log.
 run_block()
 {
-	local id=$1 fw=$2 script out rc
+	local id=$1 fw=$2 script out
 	local prelude="set -e
 iptables() { iptables-$BACKEND \"\$@\"; }
 "
@@ -133,12 +127,7 @@ iptables() { iptables-$BACKEND \"\$@\"; }
 		return 1
 	fi
 	out=$(fw_exec "$fw" bash -c "$prelude${BLOCKS["r14-me $fw"]}$script" 2>&1)
-	rc=$?
-	echo "# block $id ($fw), exit $rc"
-	[ -n "$out" ] && echo "#   ${out//$'\n'/$'\n'#   }"
-	[ "$rc" -eq 0 ] && return 0
-	fail "block \"sh $id $fw\" of docs/cookbook.md failed (exit $rc)"
-	return 1
+	report_block "$id" "$fw" "$?" "$out"
 }
 
 setup_topology()
@@ -380,6 +369,40 @@ echo_gap()
 	}' "$2"
 }
 
+# take_over NEW OLD UP|DOWN WHAT MARK: while the LAN host pings the
+# server, fw1's links go UP or DOWN; NEW must take the virtual addresses, OLD
+# must give them up, and NEW must carry the connections with their marks
+# (check_primary NEW MARK). Logs the time from the link change to NEW's
+# addresses and to the first echo through NEW, and the longest echo gap.
+take_over()
+{
+	local new=$1 old=$2 updown=$3 what=$4 mark=$5
+	local ping=$tmpdir/ping.$1 pinger t0 took echo_ms gap
+
+	ip netns exec "$lan" ping -D -n -i 0.2 10.0.2.99 >"$ping" 2>&1 &
+	pinger=$!
+	sleep 1
+	phase "$what: fw1's links go $updown"
+	t0=$EPOCHREALTIME
+	ip -net "$fw1" -batch - <<-EOF
+		link set lan0 $updown
+		link set wan0 $updown
+	EOF
+	if poll 120 is_primary "$new"; then
+		took=$(((${EPOCHREALTIME/./} - ${t0/./}) / 1000))
+		pass "$what: $new took the virtual addresses"
+	else
+		fail "$what: $new did not take the virtual addresses"
+	fi
+	poll 30 has_no_vip "$old" || fail "$what: $old kept a virtual address"
+	phase "$what: $new is the primary"
+	check_primary "$new" "$mark" "$what"
+	kill "$pinger"
+	read -r echo_ms gap <<<"$(echo_gap "$t0" "$ping")"
+	echo "# $what: fw1's links $updown; $new primary after ${took:-?} ms, first echo through $new after $echo_ms ms (echoes interrupted $gap ms)"
+	run_block r14-show "$new"
+}
+
 # sync_stats FW: "PACKETS BYTES" FW's conntrackd sent on the sync link.
 sync_stats()
 {
@@ -511,26 +534,7 @@ expect "fw2: its kernel table does not have them yet (${got//$'\n'/, })" \
 	-z "$got"
 
 # Phase 2: fw1 fails, fw2 takes over.
-ip netns exec "$lan" ping -D -n -i 0.2 10.0.2.99 >"$tmpdir/ping1" 2>&1 &
-pinger=$!
-sleep 1
-phase "fw1 fails"
-t0=$EPOCHREALTIME
-ip -net "$fw1" -batch - <<-EOF
-	link set lan0 down
-	link set wan0 down
-EOF
-if poll 120 is_primary fw2; then
-	primary1=$(((${EPOCHREALTIME/./} - ${t0/./}) / 1000))
-	pass "failover: fw2 took both virtual addresses"
-else
-	fail "failover: fw2 did not take the virtual addresses"
-fi
-phase "fw2 is the primary"
-check_primary fw2 0x200 failover
-kill "$pinger"
-read -r takeover1 gap1 <<<"$(echo_gap "$t0" "$tmpdir/ping1")"
-run_block r14-show fw2
+take_over fw2 fw1 down failover 0x200
 
 # fw1 purges its stale entries (PurgeTimeout) and learns fw2's state.
 if got=$(poll 60 flows_are fw1 conntrack ""); then
@@ -546,27 +550,7 @@ fi
 
 # Phase 3: fw1 comes back and, after preempt_delay, takes over again.
 ip netns exec "$fw1" "iptables-$BACKEND" -t mangle -Z
-ip netns exec "$lan" ping -D -n -i 0.2 10.0.2.99 >"$tmpdir/ping2" 2>&1 &
-pinger=$!
-sleep 1
-phase "fw1 returns"
-t0=$EPOCHREALTIME
-ip -net "$fw1" -batch - <<-EOF
-	link set lan0 up
-	link set wan0 up
-EOF
-if poll 120 is_primary fw1; then
-	primary2=$(((${EPOCHREALTIME/./} - ${t0/./}) / 1000))
-	pass "fail back: fw1 took the virtual addresses again"
-else
-	fail "fail back: fw1 did not take the virtual addresses back"
-fi
-poll 30 has_no_vip fw2 || fail "fail back: fw2 kept a virtual address"
-phase "fw1 is the primary again"
-check_primary fw1 0x100 "fail back"
-kill "$pinger"
-read -r _ gap2 <<<"$(echo_gap "$t0" "$tmpdir/ping2")"
-run_block r14-show fw1
+take_over fw1 fw2 up "fail back" 0x100
 
 # The stream arrived complete.
 touch "$tmpdir/stop"
@@ -604,8 +588,6 @@ read -r p1 b1 <<<"$(sync_stats fw1)"
 expect "sync: fw2's external cache holds the $NFLOWS new flows ($n)" \
 	"${n:-0}" -ge "$NFLOWS"
 
-echo "# failover: fw1's links down; fw2 primary after ${primary1:-?} ms, first echo through fw2 after ${takeover1:-?} ms (echoes interrupted ${gap1:-?} ms)"
-echo "# fail back: fw1's links up; fw1 primary after ${primary2:-?} ms (preempt_delay), echoes interrupted at most ${gap2:-?} ms"
 p1=$((p1 - p0))
 b1=$((b1 - b0))
 echo "# sync cost: $NFLOWS new UDP flows: fw1's conntrackd sent $p1 packets, $b1 bytes ($((b1 / NFLOWS)) bytes per flow); all in fw2's external cache after $synctime ms"

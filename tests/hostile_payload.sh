@@ -59,21 +59,10 @@ if [ ! -x "$HOSTILE" ]; then
 	exit "$ksft_skip"
 fi
 
-# shellcheck disable=SC2317 # called by the EXIT trap
-cleanup()
-{
-	cleanup_all_ns
-}
-trap cleanup EXIT
+trap cleanup_all_ns EXIT
 
 ret=0
 SPLAT='(WARNING|BUG):|Oops|Call Trace|UBSAN|KASAN|kmemleak: [0-9]+ new suspected|general protection|refcount_t|list_(add|del) corruption'
-
-fail()
-{
-	echo "FAIL: $*"
-	ret=1
-}
 
 if ! setup_router_topology; then
 	echo "SKIP: Could not set up the client -- router -- server namespaces"

@@ -84,16 +84,9 @@ packaged=$(for f in "${PLUGIN_FILES[@]}"; do
 done)
 unload_connmark || exit "$ksft_fail"
 
-start=$SECONDS
-if ! dpkg -i "$plugins_deb" "$dkms_deb" >"$log" 2>&1; then
-	echo "FAIL: dpkg -i $plugins_deb $dkms_deb"
-	cat "$log"
-	exit "$ksft_fail"
-fi
-echo "# dpkg -i of both packages (DKMS build) took $((SECONDS - start)) s"
-status=$(dkms status xt_connmark)
-if ! grep -q "^xt_connmark/$XTCM_VERSION, $KREL, [^:]*: installed" <<<"$status"; then
-	echo "FAIL: dkms status, want xt_connmark/$XTCM_VERSION installed for $KREL, got: $status"
+timed_step "dpkg -i of both packages (DKMS build)" \
+	dpkg -i "$plugins_deb" "$dkms_deb" || exit "$ksft_fail"
+if ! dkms_installed; then
 	cat "$log"
 	ret=1
 else
@@ -161,30 +154,20 @@ else
 fi
 cleanup_all_ns
 
-start=$SECONDS
-if ! dpkg --purge "$PLUGINS_PKG" "$DKMS_PKG" >"$log" 2>&1; then
-	echo "FAIL: dpkg --purge $PLUGINS_PKG $DKMS_PKG"
-	cat "$log"
-	ret=1
-fi
-echo "# dpkg --purge of both packages (DKMS removal) took $((SECONDS - start)) s"
+timed_step "dpkg --purge of both packages (DKMS removal)" \
+	dpkg --purge "$PLUGINS_PKG" "$DKMS_PKG" || ret=1
 after=$(sha256_of "${PLUGIN_FILES[@]}" "${PLUGIN_FILES[@]/%/.distrib}")
 want=$(printf '%s\n' "$before"; printf 'missing %s\n' "${PLUGIN_FILES[@]/%/.distrib}")
 diversions=$(dpkg-divert --list "$XTLIBDIR/libxt_*")
-status=$(dkms status xt_connmark)
-ko=$(find "/lib/modules/$KREL/updates" -name 'xt_connmark.ko*' 2>/dev/null)
 if [ "$after" != "$want" ] || [ -n "$diversions" ]; then
 	echo "FAIL: dpkg --purge: plugins $after, want $want; diversions '$diversions'"
 	ret=1
-elif [ -n "$status" ] || [ -n "$ko" ] || [ -e "$DKMS_SRC" ]; then
-	echo "FAIL: dpkg --purge: dkms status '$status', module '$ko', $DKMS_SRC $([ -e "$DKMS_SRC" ] || echo "gone")"
+elif ! dkms_gone "dpkg --purge"; then
 	ret=1
 else
 	echo "PASS: dpkg --purge: the distribution's plugins are back byte for byte, no DKMS module"
 fi
-unload_connmark || exit "$ksft_fail"
-autoload_rule iptables || ret=1
-check_loaded in-tree || ret=1
+in_tree_autoloads || ret=1
 
 [ "$ret" -eq 0 ] && echo "PASS: the Debian packages install and purge cleanly on $KREL"
 exit "$ret"

@@ -49,18 +49,9 @@ link_headers || exit "$ksft_fail"
 hide_modules || exit "$ksft_fail"
 unload_connmark || exit "$ksft_fail"
 
-start=$SECONDS
-if ! make -C "$REPO_DIR" dkms-install KVER="$KREL" >"$log" 2>&1; then
-	echo "FAIL: make dkms-install"
-	cat "$log"
+timed_step "make dkms-install" make -C "$REPO_DIR" dkms-install KVER="$KREL" ||
 	exit "$ksft_fail"
-fi
-echo "# make dkms-install took $((SECONDS - start)) s"
-status=$(dkms status xt_connmark)
-if ! grep -q "^xt_connmark/$XTCM_VERSION, $KREL, [^:]*: installed" <<<"$status"; then
-	echo "FAIL: dkms status, want xt_connmark/$XTCM_VERSION installed for $KREL, got: $status"
-	ret=1
-fi
+dkms_installed || ret=1
 ko=$(find "/lib/modules/$KREL/updates/dkms" -name 'xt_connmark.ko*' 2>/dev/null)
 if [ -z "$ko" ]; then
 	echo "FAIL: no xt_connmark.ko in /lib/modules/$KREL/updates/dkms"
@@ -73,22 +64,14 @@ autoload_rule iptables || ret=1
 check_loaded ours || ret=1
 
 cleanup_all_ns
-if ! make -C "$REPO_DIR" dkms-uninstall KVER="$KREL" >"$log" 2>&1; then
-	echo "FAIL: make dkms-uninstall"
-	cat "$log"
-	ret=1
-fi
-status=$(dkms status xt_connmark)
-ko=$(find "/lib/modules/$KREL/updates" -name 'xt_connmark.ko*' 2>/dev/null)
-if [ -n "$status" ] || [ -n "$ko" ] || [ -e "$DKMS_SRC" ]; then
-	echo "FAIL: after make dkms-uninstall: dkms status '$status', module '$ko', $DKMS_SRC $([ -e "$DKMS_SRC" ] || echo "gone")"
-	ret=1
-else
+timed_step "make dkms-uninstall" \
+	make -C "$REPO_DIR" dkms-uninstall KVER="$KREL" || ret=1
+if dkms_gone "make dkms-uninstall"; then
 	echo "PASS: make dkms-uninstall left no DKMS state, module or sources"
+else
+	ret=1
 fi
-unload_connmark || exit "$ksft_fail"
-autoload_rule iptables || ret=1
-check_loaded in-tree || ret=1
+in_tree_autoloads || ret=1
 
 [ "$ret" -eq 0 ] && echo "PASS: DKMS install and uninstall on $KREL"
 exit "$ret"

@@ -1,11 +1,12 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Helpers for the install_*.sh tests, sourced after lib.sh: which
-# xt_connmark is loaded and from where, autoloading it with a plain iptables
-# rule, and putting back the module the runner loaded (XTCM_MODULE) so that
-# later tests still run against it. They run in the VM only (tests/vm/), on
-# a throw-away overlay of the host's root.
+# Helpers for the tests that swap xt_connmark (install_*.sh,
+# differential.sh), sourced after lib.sh: which xt_connmark is loaded and
+# from where, autoloading it with a plain iptables rule, and putting back the
+# module the runner loaded (XTCM_MODULE) so that later tests still run
+# against it. They run in the VM only (tests/vm/), on a throw-away overlay
+# of the host's root.
 
 KREL=$(uname -r)
 XTLIBDIR=$(pkg-config --variable=xtlibdir xtables 2>/dev/null)
@@ -92,39 +93,105 @@ unload_connmark()
 	fi
 }
 
-# check_loaded ours|in-tree: the loaded xt_connmark is the file modprobe
-# finds, and that file is ours in updates/ (our version, same srcversion) or
-# the kernel's own in kernel/net/netfilter/ (in-tree, no version: the kernel
-# records neither a version nor a srcversion for it, nor the out-of-tree
-# taint "O" that ours carries).
-check_loaded()
+# loaded_is ours|in-tree [FILE]: the loaded xt_connmark is ours (our
+# version and the srcversion of FILE, default XTCM_MODULE's) or the kernel's
+# own (no version: the kernel records neither a version nor a srcversion for
+# it, nor the out-of-tree taint "O" that ours carries); else a FAIL line.
+loaded_is()
 {
-	local want=$1 path version taint
+	local version taint srcversion want=$XTCM_SRCVERSION
 
-	path=$(modinfo -n xt_connmark 2>/dev/null)
+	[ -z "${2-}" ] || want=$(modinfo -F srcversion "$2")
 	version=$(cat /sys/module/xt_connmark/version 2>/dev/null)
 	taint=$(cat /sys/module/xt_connmark/taint 2>/dev/null)
-	case $want in
+	srcversion=$(cat /sys/module/xt_connmark/srcversion 2>/dev/null)
+	case $1 in
 	ours)
-		if [[ $path != "/lib/modules/$KREL/updates/"* ]] ||
-			[ "$version" != "$XTCM_VERSION" ] ||
-			[ "$(cat /sys/module/xt_connmark/srcversion)" != \
-				"$(modinfo -F srcversion "$path")" ]; then
-			echo "FAIL: ours: loaded xt_connmark version '$version', srcversion '$(cat \
-				/sys/module/xt_connmark/srcversion 2>/dev/null)', want $XTCM_VERSION and those of $path in updates/"
+		[ "$version" = "$XTCM_VERSION" ] && [ "$srcversion" = "$want" ] &&
+			return 0
+		echo "FAIL: loaded xt_connmark is not ours: version '$version', srcversion '$srcversion', want $XTCM_VERSION and $want (${2:-$XTCM_MODULE})"
+		;;
+	in-tree)
+		[ -d /sys/module/xt_connmark ] && [ -z "$version" ] &&
+			[[ $taint != *O* ]] && return 0
+		echo "FAIL: loaded xt_connmark is not the kernel's: version '$version', taint '$taint'"
+		;;
+	esac
+	return 1
+}
+
+# check_loaded ours|in-tree: the loaded xt_connmark is the file modprobe
+# finds, and that file is ours in updates/ or the kernel's own in
+# kernel/net/netfilter/ (loaded_is).
+check_loaded()
+{
+	local path
+
+	path=$(modinfo -n xt_connmark 2>/dev/null)
+	case $1 in
+	ours)
+		if [[ $path != "/lib/modules/$KREL/updates/"* ]]; then
+			echo "FAIL: ours: modprobe's xt_connmark is $path, want one in updates/"
 			return 1
 		fi
 		;;
 	in-tree)
 		if [[ $path != "/lib/modules/$KREL/kernel/net/netfilter/xt_connmark.ko"* ]] ||
-			[ ! -d /sys/module/xt_connmark ] || [ -n "$version" ] ||
-			[[ $taint == *O* ]] || [ "$(modinfo -F intree "$path")" != Y ]; then
-			echo "FAIL: in-tree: loaded xt_connmark version '$version' taint '$taint', modprobe's is $path, want kernel/net/netfilter/, no version, no O"
+			[ "$(modinfo -F intree "$path")" != Y ]; then
+			echo "FAIL: in-tree: modprobe's xt_connmark is $path, want the kernel's in kernel/net/netfilter/"
 			return 1
 		fi
 		;;
 	esac
-	echo "PASS: $want xt_connmark loaded: $path${version:+ version $version}"
+	loaded_is "$1" "$path" || return 1
+	echo "PASS: $1 xt_connmark loaded: $path"
+}
+
+# in_tree_autoloads: with xt_connmark unloaded, a plain rule loads the
+# kernel's own again (after ours was removed from updates/).
+in_tree_autoloads()
+{
+	unload_connmark && autoload_rule iptables && check_loaded in-tree
+}
+
+# timed_step WHAT CMD...: run CMD, its output into the caller's file $log,
+# and log how long it took; if it fails, a FAIL line and the output.
+timed_step()
+{
+	local what=$1 start=$SECONDS rc=0
+	shift
+
+	# shellcheck disable=SC2154 # log is the caller's
+	"$@" >"$log" 2>&1 || rc=$?
+	echo "# $what took $((SECONDS - start)) s"
+	[ "$rc" -eq 0 ] && return 0
+	echo "FAIL: $what: $* exited with $rc"
+	cat "$log"
+	return 1
+}
+
+# dkms_installed: DKMS has our version of xt_connmark installed for $KREL.
+# Sets status (dkms status).
+dkms_installed()
+{
+	status=$(dkms status xt_connmark)
+	grep -q "^xt_connmark/$XTCM_VERSION, $KREL, [^:]*: installed" \
+		<<<"$status" && return 0
+	echo "FAIL: dkms status, want xt_connmark/$XTCM_VERSION installed for $KREL, got: $status"
+	return 1
+}
+
+# dkms_gone WHAT: after WHAT, DKMS knows no xt_connmark, and neither its
+# module in updates/ nor its sources are left.
+dkms_gone()
+{
+	local status ko
+
+	status=$(dkms status xt_connmark)
+	ko=$(find "/lib/modules/$KREL/updates" -name 'xt_connmark.ko*' 2>/dev/null)
+	[ -z "$status" ] && [ -z "$ko" ] && [ ! -e "$DKMS_SRC" ] && return 0
+	echo "FAIL: after $1: dkms status '$status', module '$ko', $DKMS_SRC $([ -e "$DKMS_SRC" ] || echo "gone")"
+	return 1
 }
 
 # autoload_rule IPTABLES: in a fresh namespace, the plain rule a user would
@@ -160,8 +227,6 @@ autoload_rule()
 # XTCM_MODULE insmod'ed.
 restore_module()
 {
-	local loaded
-
 	cleanup_all_ns
 	unhide_modules
 	unload_connmark || return
@@ -169,11 +234,7 @@ restore_module()
 		echo "FAIL: cannot insmod $XTCM_MODULE again"
 		return 1
 	fi
-	loaded=$(cat /sys/module/xt_connmark/version)/$(cat /sys/module/xt_connmark/srcversion)
-	if [ "$loaded" != "$XTCM_VERSION/$XTCM_SRCVERSION" ]; then
-		echo "FAIL: restored xt_connmark is $loaded"
-		return 1
-	fi
+	loaded_is ours || return 1
 	echo "PASS: $XTCM_MODULE loaded again"
 }
 

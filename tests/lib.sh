@@ -118,6 +118,20 @@ ct_marks()
 		sed -n 's/.* mark=\([0-9]*\).*/\1/p'
 }
 
+# lax_sysctls NS [NAME=VALUE...]: in NS, no reverse path filter and no
+# duplicate address detection (which would delay IPv6) on the links made
+# afterwards, and the other sysctls NAME=VALUE.
+lax_sysctls()
+{
+	local ns=$1
+	shift
+
+	ip netns exec "$ns" sysctl -q -w net.ipv4.conf.all.rp_filter=0 \
+		net.ipv4.conf.default.rp_filter=0 \
+		net.ipv6.conf.all.accept_dad=0 \
+		net.ipv6.conf.default.accept_dad=0 "$@" >/dev/null
+}
+
 # setup_router_topology: three namespaces, client -- router -- server, names
 # in $nsclient, $nsrouter and $nsserver; the router forwards both families.
 #
@@ -136,11 +150,8 @@ setup_router_topology()
 	setup_ns nsclient nsrouter nsserver || return
 	# Before the router's links exist, so that they inherit the defaults:
 	# no duplicate address detection there, it would delay IPv6.
-	ip netns exec "$nsrouter" sysctl -q -w net.ipv4.conf.all.forwarding=1 \
-		net.ipv6.conf.all.forwarding=1 net.ipv4.conf.all.rp_filter=0 \
-		net.ipv4.conf.default.rp_filter=0 \
-		net.ipv6.conf.all.accept_dad=0 \
-		net.ipv6.conf.default.accept_dad=0 >/dev/null || return
+	lax_sysctls "$nsrouter" net.ipv4.conf.all.forwarding=1 \
+		net.ipv6.conf.all.forwarding=1 || return
 	ip link add veth0 netns "$nsclient" type veth \
 		peer name veth0 netns "$nsrouter" || return
 	ip link add veth1 netns "$nsrouter" type veth \
@@ -233,10 +244,40 @@ require_xt_backends()
 	fi
 }
 
+# fail MESSAGE: one FAIL line; the test fails (ret), and so does the batch
+# of checks under way (batch_failed, for the tests that dump their state once
+# per failed batch).
+fail()
+{
+	echo "FAIL: $*"
+	ret=1
+	batch_failed=true
+}
+
+# set_family 4|6: the per-family variables of setup_router_topology for
+# $BACKEND: FAM, IPT (the iptables command), SERVER (the server's address),
+# SERVER_SOCAT (socat's TCP address of the server), CT_L3 (conntrack's name
+# of the family).
+set_family()
+{
+	FAM=$1
+	if [ "$FAM" = 4 ]; then
+		IPT=iptables-$BACKEND
+		SERVER=10.0.2.99
+		SERVER_SOCAT=TCP4:$SERVER
+		CT_L3=ipv4
+	else
+		IPT=ip6tables-$BACKEND
+		SERVER=dead:2::99
+		SERVER_SOCAT="TCP6:[$SERVER]"
+		CT_L3=ipv6
+	fi
+}
+
 # for_each_backend_family FUNC [BACKEND_FUNC]: for BACKEND in legacy, nft:
-# "set_family 4; FUNC", "set_family 6; FUNC", then BACKEND_FUNC. set_family
-# is the test's own. A backend missing from XT_BACKENDS (require_xt_backends)
-# is a FAIL, since every kernel the suite runs on has both: returns 1 then.
+# "set_family 4; FUNC", "set_family 6; FUNC", then BACKEND_FUNC. A backend
+# missing from XT_BACKENDS (require_xt_backends) is a FAIL, since every
+# kernel the suite runs on has both: returns 1 then.
 for_each_backend_family()
 {
 	local family rc=0
@@ -294,6 +335,23 @@ CT_DPORT_MARK_AWK='{
 	if (port != "" && mark != "")
 		print port, mark
 }'
+
+# ct_events NS FILE [CONNTRACK_ARGS...]: conntrack -E in NS, line by line
+# into FILE, in the background (CT_EVENTS_PID), once it is subscribed: a
+# probe entry, UDP 192.0.2.1 -> 192.0.2.2 port 5000 (ARGS must let it pass),
+# shows in FILE.
+CT_EVENTS_PID=""
+ct_events()
+{
+	local ns=$1 file=$2
+	shift 2
+
+	ip netns exec "$ns" stdbuf -oL conntrack -E "$@" >"$file" 2>/dev/null &
+	CT_EVENTS_PID=$!
+	slowwait 5 bash -c "ip netns exec $ns conntrack -I -p udp \
+		-s 192.0.2.1 -d 192.0.2.2 --sport \$RANDOM --dport 5000 -t 30 \
+		>/dev/null 2>&1; grep -q 192.0.2.1 $file"
+}
 
 # ct_dport_marks NS [conntrack args...]: "DPORT MARK" of the matching
 # entries, one per line: the original direction's destination port and the
@@ -372,10 +430,7 @@ fill_assoc()
 # The server still routes everything back through 10.0.2.1 (uplink 1).
 setup_second_uplink()
 {
-	ip netns exec "$nsserver" sysctl -q -w net.ipv4.conf.all.rp_filter=0 \
-		net.ipv4.conf.default.rp_filter=0 \
-		net.ipv6.conf.all.accept_dad=0 \
-		net.ipv6.conf.default.accept_dad=0 >/dev/null || return
+	lax_sysctls "$nsserver" || return
 	ip link add veth2 netns "$nsrouter" type veth \
 		peer name veth1 netns "$nsserver" || return
 	ip -net "$nsrouter" -batch - <<-EOF2 || return
@@ -407,6 +462,17 @@ tc_class_packets()
 {
 	tc -net "$1" -s class show dev "$2" classid "$3" 2>/dev/null |
 		awk '$1 == "Sent" { print $4; exit }'
+}
+
+# report_block ID MACHINE RC OUT: log the output OUT of the block "sh ID
+# MACHINE" of docs/cookbook.md, which exited with RC; non-zero is a FAIL.
+report_block()
+{
+	echo "# block $1 ($2), exit $3"
+	[ -n "$4" ] && echo "#   ${4//$'\n'/$'\n'#   }"
+	[ "$3" -eq 0 ] && return 0
+	fail "block \"sh $1 $2\" of docs/cookbook.md failed (exit $3)"
+	return 1
 }
 
 # read_blocks FILE ARRAY: ARRAY["ID MACHINE"] = the text of the fenced blocks

@@ -171,7 +171,7 @@ fetch_iptables_deb()
 # tests/Makefile's DEBUG_ENV gives the shortened defaults.
 write_job()
 {
-	local ko=$outdir/build/$krel/kmod/xt_connmark.ko t var assignment
+	local t assignment
 	local -a job_tests=("${tests[@]}")
 
 	[ "$1" = debug ] && job_tests=("${debug_tests[@]}")
@@ -182,13 +182,8 @@ write_job()
 				printf 'export %s\n' "$assignment"
 			done
 		fi
-		for var in $(compgen -e XTCM_); do
-			printf 'export %s=%q\n' "$var" "${!var}"
-		done
-		# Exported: the install_*.sh tests use them too.
-		printf 'export XTCM_MODULE=%q\n' "$ko"
-		printf 'export XTCM_VERSION=%q\n' "$version"
-		printf 'export XTCM_SRCVERSION=%q\n' "$(modinfo -F srcversion "$ko")"
+		tests/vm/job-env.sh "$outdir/build/$krel/kmod/xt_connmark.ko" \
+			"$version"
 		printf 'export XTCM_DEB_DIR=%q\n' "$outdir/deb"
 		printf 'export XTCM_IPTABLES_DEB=%q\n' "$iptables_deb"
 		printf 'XTCM_TEST_TIMEOUT=%q\n' "$test_timeout"

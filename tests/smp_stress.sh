@@ -7,9 +7,9 @@
 #   nsclient veth0 -- veth0 nsrouter veth1 -- veth0 nsserver
 #   10.0.1.99         10.0.1.1     10.0.2.1      10.0.2.99
 #
-# Flows, each a loop of short connections until the deadline; the senders
-# are pinned (taskset) to alternate CPUs, so that the router forwards on both
-# (a veth delivers in the sender's NET_RX softirq):
+# Flows, each a loop of short connections until the replacements end; the
+# senders are pinned (taskset) to alternate CPUs, so that the router forwards
+# on both (a veth delivers in the sender's NET_RX softirq):
 #   tcp 5001, 5002, 5003  client -> server, echoed back (socat, cat), the
 #                         reply compared with what was sent (cmp)
 #   tcp 6001              server -> client, the same
@@ -39,11 +39,13 @@
 # exactly the last generation loaded, the other backend's is empty; every
 # TCP connection was byte-exact and every flow moved data; every conntrack
 # entry of the test ports carries its class's mark; with the conntrack table
-# flushed, a new connection per port is classified the same, and every
-# counter of the final ruleset counted (the never-matching and taint rules
+# flushed, a new connection per port is classified the same (every conntrack
+# event of its entry carries the mark), and every counter of the final
+# ruleset counted (the never-matching and taint rules
 # must count nothing); both CPUs received packets (/proc/softirqs NET_RX).
 #
-# XTCM_STRESS_SECONDS sets the duration (default 60).
+# XTCM_STRESS_SECONDS sets the duration (default 60); a slow guest still
+# loads MIN_GENERATIONS rulesets.
 
 set -u
 # shellcheck source-path=SCRIPTDIR
@@ -64,12 +66,15 @@ if [ "$ncpus" -lt 2 ]; then
 fi
 
 seconds=${XTCM_STRESS_SECONDS:-60}
+MIN_GENERATIONS=5
 SERVER=10.0.2.99
 CLIENT=10.0.1.99
 PAYLOAD_BYTES=65536
 UDP_BYTES=16000		# 16 datagrams of 1000 bytes
 # port:protocol:class
 CLASSES=(5001:tcp:1 5002:tcp:2 6001:tcp:3 5005:udp:4 6005:udp:5 5003:tcp:6)
+# protocol:port:CPU of the senders: client and server side on each CPU
+SENDERS=(tcp:5001:0 tcp:5002:1 tcp:5003:0 tcp:6001:1 udp:5005:0 udp:6005:1)
 SPLATS='(WARNING|BUG):|Oops|Call Trace|UBSAN|KASAN|kmemleak: [0-9]+ new suspected|general protection|refcount_t|possible circular locking|suspicious RCU'
 
 ret=0
@@ -82,12 +87,6 @@ cleanup()
 	rm -rf "$dir"
 }
 trap cleanup EXIT
-
-fail()
-{
-	echo "FAIL: $*"
-	ret=1
-}
 
 # class_mark K: the ct mark of a connection of class K, in decimal.
 class_mark()
@@ -157,8 +156,9 @@ normalize()
 }
 
 # replace_loop END: from generation $gen on $backend, replace the router's
-# mangle table until the epoch second END, all in one process in the
-# router's namespace. Two generations per backend; the old backend is
+# mangle table until the epoch second END, and at least up to generation
+# MIN_GENERATIONS (a slow guest still switches backends), all in one process
+# in the router's namespace. Two generations per backend; the old backend is
 # flushed after the new one is loaded. Generations 2 and 4 replace a full
 # table of each backend: iptables-save must show them exactly (the others
 # only at the end: each process costs). Sets gen and backend.
@@ -166,11 +166,12 @@ replace_loop()
 {
 	local out
 
-	export RULES_HEAD RULES_TAIL
+	export RULES_HEAD RULES_TAIL MIN_GENERATIONS
 	# shellcheck disable=SC2016 # expanded by the inner bash
 	out=$(ip netns exec "$nsrouter" bash -c 'end=$1 gen=$2 backend=$3 errors=0
 		declare -A us=([legacy]=0 [nft]=0) n=([legacy]=0 [nft]=0)
-		while [ "$EPOCHSECONDS" -lt "$end" ]; do
+		while [ "$EPOCHSECONDS" -lt "$end" ] ||
+		      [ "$gen" -lt "$MIN_GENERATIONS" ]; do
 			gen=$((gen + 1))
 			prev=$backend
 			backend=legacy
@@ -228,12 +229,12 @@ listening()
 }
 
 # The workers run inside a namespace (bash -c), one process each; they
-# count connections, at least one, until the epoch second END.
-# tcp_worker ID ADDRESS PORT PAYLOAD DIR END
+# count connections, at least one, until the file DIR/stop exists.
+# tcp_worker ID ADDRESS PORT PAYLOAD DIR
 # shellcheck disable=SC2317 # called by the inner bash
 tcp_worker()
 {
-	local id=$1 addr=$2 port=$3 payload=$4 dir=$5 end=$6 n=0 ok=0
+	local id=$1 addr=$2 port=$3 payload=$4 dir=$5 n=0 ok=0
 	local out=$5/tcp.$1.out
 
 	while :; do
@@ -247,29 +248,29 @@ tcp_worker()
 			echo "connection $n to $addr:$port: $(wc -c <"$out" 2>/dev/null || echo no) bytes back" \
 				>>"$dir/tcp.$id.err"
 		fi
-		[ "$EPOCHSECONDS" -lt "$end" ] || break
+		[ ! -e "$dir/stop" ] || break
 	done
 	echo "$n $ok" >"$dir/tcp.$id.result"
 }
 
-# udp_worker ID ADDRESS PORT PAYLOAD DIR END: one flow (source port) per
+# udp_worker ID ADDRESS PORT PAYLOAD DIR: one flow (source port) per
 # socat, its payload in 1000-byte datagrams.
 # shellcheck disable=SC2317 # called by the inner bash
 udp_worker()
 {
-	local id=$1 addr=$2 port=$3 payload=$4 dir=$5 end=$6 n=0
+	local id=$1 addr=$2 port=$3 payload=$4 dir=$5 n=0
 
 	while :; do
 		n=$((n + 1))
 		socat -u -b 1000 "OPEN:$payload,rdonly" "UDP:$addr:$port" \
 			2>>"$dir/udp.$id.err"
-		[ "$EPOCHSECONDS" -lt "$end" ] || break
+		[ ! -e "$dir/stop" ] || break
 	done
 	echo "$n" >"$dir/udp.$id.result"
 }
 export -f tcp_worker udp_worker
 
-# worker NS CPU KIND ID ADDRESS PORT END: start one worker in the background,
+# worker NS CPU KIND ID ADDRESS PORT: start one worker in the background,
 # at a lower priority than the ruleset replacements.
 worker()
 {
@@ -278,8 +279,27 @@ worker()
 	[ "$3" = udp ] && payload=$dir/udp_payload
 	# shellcheck disable=SC2016 # expanded by the inner bash
 	ip netns exec "$1" nice -n 10 taskset -c "$2" bash -c "$3"'_worker "$@"' \
-		"$3_worker" "$4" "$5" "$6" "$payload" "$dir" "$7" &
+		"$3_worker" "$4" "$5" "$6" "$payload" "$dir" &
 	pids+=($!)
+}
+
+# start_workers PREFIX: one worker per sender, IDs PREFIX<port>, from the
+# client (ports 5xxx) or the server (6xxx). Sets pids.
+start_workers()
+{
+	local sender proto port cpu ns addr
+
+	pids=()
+	for sender in "${SENDERS[@]}"; do
+		IFS=: read -r proto port cpu <<<"$sender"
+		ns=$nsclient
+		addr=$SERVER
+		if [ "${port:0:1}" = 6 ]; then
+			ns=$nsserver
+			addr=$CLIENT
+		fi
+		worker "$ns" "$cpu" "$proto" "$1$port" "$addr" "$port"
+	done
 }
 
 # start_servers: echo servers and UDP sinks on both sides.
@@ -306,14 +326,13 @@ start_servers()
 	done
 }
 
-# check_ct_marks WHAT EACH: every conntrack entry of a test port carries its
-# class's mark; with EACH=true each port has at least one entry (after the
-# stress, the UDP entries of a slow run may have timed out). Sets total.
+# check_ct_marks WHAT EACH LINES: in LINES ("DPORT MARK", of conntrack
+# entries or events), every line of a test port carries its class's mark;
+# with EACH=true each port has at least one line. Sets total.
 check_ct_marks()
 {
-	local what=$1 each=$2 lines c port proto k want n bad ex
+	local what=$1 each=$2 lines=$3 c port proto k want n bad ex
 
-	lines=$(ct_dport_marks "$nsrouter" -f ipv4)
 	total=0
 	for c in "${CLASSES[@]}"; do
 		IFS=: read -r port proto k <<<"$c"
@@ -323,11 +342,24 @@ check_ct_marks()
 		total=$((total + n))
 		if [ "$n" -eq 0 ]; then
 			$each || continue
-			fail "$what: $proto port $port, want conntrack entries, got none"
+			fail "$what: $proto port $port, want some, got none"
 		elif [ -n "$bad" ]; then
 			ex=$(head -n 1 <<<"$bad" | awk '{ printf "0x%08x", $2 }')
-			fail "$what: $proto port $port (class $k), want ct mark $(printf 0x%08x "$want") on all $n entries, got $(wc -l <<<"$bad") others, e.g. $ex"
+			fail "$what: $proto port $port (class $k), want ct mark $(printf 0x%08x "$want") on all $n, got $(wc -l <<<"$bad") others, e.g. $ex"
 		fi
+	done
+}
+
+# events_of_every_port: the conntrack events of the new connections include
+# one of each test port.
+# shellcheck disable=SC2317 # called through busywait
+events_of_every_port()
+{
+	local c port
+
+	for c in "${CLASSES[@]}"; do
+		port=${c%%:*}
+		grep -q " dport=$port " "$dir/ct-events" || return 1
 	done
 }
 
@@ -415,19 +447,11 @@ if ! load "$backend" "$RULESET"; then
 fi
 start_servers || exit "$ret"
 
-# Senders alternate between the CPUs; per CPU: client and server side.
 echo "# ${SECONDS}s: setup done, stress for ${seconds}s"
 rx_before=$(net_rx)
-end=$((EPOCHSECONDS + seconds))
-pids=()
-worker "$nsclient" 0 tcp c5001 "$SERVER" 5001 "$end"
-worker "$nsclient" 1 tcp c5002 "$SERVER" 5002 "$end"
-worker "$nsclient" 0 tcp c5003 "$SERVER" 5003 "$end"
-worker "$nsserver" 1 tcp s6001 "$CLIENT" 6001 "$end"
-worker "$nsclient" 0 udp c5005 "$SERVER" 5005 "$end"
-worker "$nsserver" 1 udp s6005 "$CLIENT" 6005 "$end"
-
-replace_loop "$end"
+start_workers s
+replace_loop $((EPOCHSECONDS + seconds))
+touch "$dir/stop"
 echo "# ${SECONDS}s: replacements done, waiting for the flows"
 wait "${pids[@]}"
 rx_after=$(net_rx)
@@ -471,28 +495,32 @@ if [ $((rx0_after - rx0)) -lt 10 ] || [ $((rx1_after - rx1)) -lt 10 ]; then
 fi
 
 check_rules "$backend" "$other"
-check_ct_marks "after the stress" false
+# After the stress, the UDP entries of a slow run may have timed out.
+check_ct_marks "after the stress: conntrack entries" false \
+	"$(ct_dport_marks "$nsrouter" -f ipv4)"
 echo "# $total conntrack entries of the test ports checked"
 [ "$total" -gt 0 ] || fail "after the stress: want conntrack entries, got none"
 
 # New connections on the final ruleset, one per port, with fresh counters.
 ip netns exec "$nsrouter" conntrack -F >/dev/null 2>&1
 ip netns exec "$nsrouter" "iptables-$backend" -t mangle -Z
-end=0
-pids=()
-worker "$nsclient" 0 tcp n5001 "$SERVER" 5001 "$end"
-worker "$nsclient" 1 tcp n5002 "$SERVER" 5002 "$end"
-worker "$nsclient" 0 tcp n5003 "$SERVER" 5003 "$end"
-worker "$nsserver" 1 tcp n6001 "$CLIENT" 6001 "$end"
-worker "$nsclient" 0 udp n5005 "$SERVER" 5005 "$end"
-worker "$nsserver" 1 udp n6005 "$CLIENT" 6005 "$end"
+ct_events "$nsrouter" "$dir/ct-events" ||
+	fail "conntrack -E: no event of a probe entry within 5 s"
+start_workers n
 wait "${pids[@]}"
 for f in "$dir"/tcp.n*.result; do
 	read -r n ok <"$f"
 	[ "$ok" -eq "$n" ] ||
 		fail "new connection (${f#"$dir"/}): want echoed byte-exact, got $ok of $n"
 done
-check_ct_marks "new connections" true
+# The events show every state of every entry with its mark, even of an
+# entry that a slow guest let expire before conntrack -L.
+busywait 10000 events_of_every_port
+kill "$CT_EVENTS_PID"
+check_ct_marks "new connections: conntrack events" true \
+	"$(awk "$CT_DPORT_MARK_AWK" "$dir/ct-events")"
+check_ct_marks "new connections: conntrack entries" false \
+	"$(ct_dport_marks "$nsrouter" -f ipv4)"
 check_rules "$backend" "$other"
 check_counters "$saved"
 
@@ -504,6 +532,8 @@ fi
 
 if [ "$ret" -ne 0 ]; then
 	dump_xt_state "$nsrouter" "iptables-$backend" mangle | head -n 80
+	echo "# conntrack events of the new connections"
+	cat "$dir/ct-events"
 else
 	echo "PASS: ${seconds}s, $gen ruleset replacements alternating iptables-legacy/iptables-nft, $tcp_conns TCP connections byte-exact, $udp_flows UDP flows, both CPUs forwarding: rules intact, every ct mark as classified, no splat"
 fi

@@ -523,19 +523,8 @@ class Agent:
         finally:
             s.close()
 
-    def flow_udp(self, f):
-        s = self.sock(f, socket.SOCK_DGRAM)
-        try:
-            s.bind((f["src"], f["sport"]))
-            s.connect((f["dst"], f["dport"]))
-            for _ in range(f["count"]):
-                s.send(b"u")
-                if s.recv(16) != b"r":
-                    raise ValueError("wrong answer")
-        finally:
-            s.close()
-
-    def flow_udp_closed(self, f):
+    def flow_udp(self, f, closed=False):
+        """Each datagram answered "r", or, to a closed port, refused."""
         s = self.sock(f, socket.SOCK_DGRAM)
         try:
             s.bind((f["src"], f["sport"]))
@@ -543,12 +532,20 @@ class Agent:
             for _ in range(f["count"]):
                 s.send(b"u")
                 try:
-                    s.recv(16)
+                    answer = s.recv(16)
                 except ConnectionRefusedError:
-                    continue
-                raise ValueError("answer from a closed port")
+                    if closed:
+                        continue
+                    raise
+                if closed:
+                    raise ValueError("answer from a closed port")
+                if answer != b"r":
+                    raise ValueError("wrong answer")
         finally:
             s.close()
+
+    def flow_udp_closed(self, f):
+        self.flow_udp(f, closed=True)
 
     def flow_icmp(self, f):
         fam = f["fam"]

@@ -96,13 +96,16 @@ struct payload {
 
 /*
  * A class of payloads: gen() fills payload i of the class for a path and
- * returns false past the last one. want is 0 (accepted and read back) or
- * the errno every payload must get. size: x_tables' "invalid size" message
- * is expected in the kernel log.
+ * returns false past the last one; arg is the class's parameter of gen (a
+ * revision, a direction). want is 0 (accepted and read back) or the errno
+ * every payload must get. size: x_tables' "invalid size" message is
+ * expected in the kernel log.
  */
 struct class {
 	const char *name;
-	bool (*gen)(enum path p, unsigned int i, struct payload *pl);
+	bool (*gen)(enum path p, unsigned int arg, unsigned int i,
+		    struct payload *pl);
+	unsigned int arg;
 	int want;
 	bool size;
 };
@@ -179,6 +182,20 @@ static void tg3_dscp(struct payload *pl, uint32_t dscpmask, uint32_t statemask,
 	    XT_CONNMARK_DSCP);
 }
 
+/* The target of revision REV (1 to 3, a plain value for 3) */
+static void tg(struct payload *pl, uint8_t rev, uint32_t ctmark,
+	       uint32_t ctmask, uint32_t nfmask, uint8_t dir, uint8_t bits,
+	       uint8_t mode)
+{
+	if (rev == 1)
+		tg1(pl, ctmark, ctmask, nfmask, mode);
+	else if (rev == 2)
+		tg2(pl, ctmark, ctmask, nfmask, dir, bits, mode);
+	else
+		tg3(pl, ctmark, ctmask, nfmask, dir, bits, mode,
+		    XT_CONNMARK_VALUE);
+}
+
 static void mt1(struct payload *pl, uint32_t mark, uint32_t mask,
 		uint8_t invert)
 {
@@ -200,9 +217,53 @@ static void mt1(struct payload *pl, uint32_t mark, uint32_t mask,
 /* ------------------------------------------------------------------ */
 /* Classes                                                             */
 
-static bool gen_t1_valid(enum path p, unsigned int i, struct payload *pl)
+/* Revision ARG with mode 3..255 */
+static bool gen_mode(enum path p, unsigned int rev, unsigned int i,
+		     struct payload *pl)
+{
+	unsigned int mode = 3 + i;
+
+	(void)p;
+	if (mode > 255)
+		return false;
+	tg(pl, rev, 0x11, 0xff, 0xff, D_SHIFT_LEFT, 0, mode);
+	DESC(pl, "rev%u-mode=%u", rev, mode);
+	return true;
+}
+
+/* Revision ARG with shift_bits 32..255, shifting left then right */
+static bool gen_shift_bits(enum path p, unsigned int rev, unsigned int i,
+			   struct payload *pl)
+{
+	uint8_t dir = i / 224, bits = 32 + i % 224;
+
+	(void)p;
+	if (i >= 2 * 224)
+		return false;
+	tg(pl, rev, 0x11, 0xff, 0xff, dir, bits, XT_CONNMARK_RESTORE);
+	DESC(pl, "rev%u-shift_dir=%u,shift_bits=%u", rev, dir, bits);
+	return true;
+}
+
+/* Revision ARG with shift_dir 2..255 */
+static bool gen_shift_dir(enum path p, unsigned int rev, unsigned int i,
+			  struct payload *pl)
+{
+	unsigned int dir = 2 + i;
+
+	(void)p;
+	if (dir > 255)
+		return false;
+	tg(pl, rev, 0x11, 0xff, 0xff, dir, 1, XT_CONNMARK_SAVE);
+	DESC(pl, "rev%u-shift_dir=%u", rev, dir);
+	return true;
+}
+
+static bool gen_t1_valid(enum path p, unsigned int arg, unsigned int i,
+			 struct payload *pl)
 {
 	(void)p;
+	(void)arg;
 	switch (i) {
 	case 0:
 		tg1(pl, 0x11, 0xff, 0, XT_CONNMARK_SET);
@@ -220,21 +281,11 @@ static bool gen_t1_valid(enum path p, unsigned int i, struct payload *pl)
 	return true;
 }
 
-static bool gen_t1_mode(enum path p, unsigned int i, struct payload *pl)
-{
-	unsigned int mode = 3 + i;
-
-	(void)p;
-	if (mode > 255)
-		return false;
-	tg1(pl, 0x11, 0xff, 0xff, mode);
-	DESC(pl, "rev1-mode=%u", mode);
-	return true;
-}
-
-static bool gen_t2_valid(enum path p, unsigned int i, struct payload *pl)
+static bool gen_t2_valid(enum path p, unsigned int arg, unsigned int i,
+			 struct payload *pl)
 {
 	(void)p;
+	(void)arg;
 	switch (i) {
 	case 0:
 		tg2(pl, 0x11, 0xff, 0, D_SHIFT_LEFT, 0, XT_CONNMARK_SET);
@@ -256,55 +307,11 @@ static bool gen_t2_valid(enum path p, unsigned int i, struct payload *pl)
 	return true;
 }
 
-/* shift_bits 32..255, shifting left then right */
-static bool shift_bits_value(unsigned int i, uint8_t *dir, uint8_t *bits)
-{
-	if (i >= 2 * 224)
-		return false;
-	*dir = i / 224;
-	*bits = 32 + i % 224;
-	return true;
-}
-
-static bool gen_t2_shift_bits(enum path p, unsigned int i, struct payload *pl)
-{
-	uint8_t dir, bits;
-
-	(void)p;
-	if (!shift_bits_value(i, &dir, &bits))
-		return false;
-	tg2(pl, 0x11, 0xff, 0xff, dir, bits, XT_CONNMARK_SET);
-	DESC(pl, "rev2-shift_dir=%u,shift_bits=%u", dir, bits);
-	return true;
-}
-
-static bool gen_t2_shift_dir(enum path p, unsigned int i, struct payload *pl)
-{
-	unsigned int dir = 2 + i;
-
-	(void)p;
-	if (dir > 255)
-		return false;
-	tg2(pl, 0x11, 0xff, 0xff, dir, 1, XT_CONNMARK_SAVE);
-	DESC(pl, "rev2-shift_dir=%u", dir);
-	return true;
-}
-
-static bool gen_t2_mode(enum path p, unsigned int i, struct payload *pl)
-{
-	unsigned int mode = 3 + i;
-
-	(void)p;
-	if (mode > 255)
-		return false;
-	tg2(pl, 0x11, 0xff, 0xff, D_SHIFT_LEFT, 0, mode);
-	DESC(pl, "rev2-mode=%u", mode);
-	return true;
-}
-
-static bool gen_t3_valid(enum path p, unsigned int i, struct payload *pl)
+static bool gen_t3_valid(enum path p, unsigned int arg, unsigned int i,
+			 struct payload *pl)
 {
 	(void)p;
+	(void)arg;
 	switch (i) {
 	case 0:
 		tg3(pl, 0x11, 0xff, 0, D_SHIFT_LEFT, 0, XT_CONNMARK_SET,
@@ -335,11 +342,13 @@ static bool gen_t3_valid(enum path p, unsigned int i, struct payload *pl)
 	return true;
 }
 
-static bool gen_t3_func(enum path p, unsigned int i, struct payload *pl)
+static bool gen_t3_func(enum path p, unsigned int arg, unsigned int i,
+			struct payload *pl)
 {
 	unsigned int func = i == 0 ? 0 : 2 + i;	/* 0, 3..255 */
 
 	(void)p;
+	(void)arg;
 	if (func > 255)
 		return false;
 	/* Fields valid for either function: only func is wrong. */
@@ -349,50 +358,15 @@ static bool gen_t3_func(enum path p, unsigned int i, struct payload *pl)
 	return true;
 }
 
-static bool gen_t3_shift_bits(enum path p, unsigned int i, struct payload *pl)
-{
-	uint8_t dir, bits;
-
-	(void)p;
-	if (!shift_bits_value(i, &dir, &bits))
-		return false;
-	tg3(pl, 0x11, 0xff, 0xff, dir, bits, XT_CONNMARK_RESTORE,
-	    XT_CONNMARK_VALUE);
-	DESC(pl, "rev3-shift_dir=%u,shift_bits=%u", dir, bits);
-	return true;
-}
-
-static bool gen_t3_shift_dir(enum path p, unsigned int i, struct payload *pl)
-{
-	unsigned int dir = 2 + i;
-
-	(void)p;
-	if (dir > 255)
-		return false;
-	tg3(pl, 0x11, 0xff, 0xff, dir, 1, XT_CONNMARK_SET, XT_CONNMARK_VALUE);
-	DESC(pl, "rev3-shift_dir=%u", dir);
-	return true;
-}
-
-static bool gen_t3_mode(enum path p, unsigned int i, struct payload *pl)
-{
-	unsigned int mode = 3 + i;
-
-	(void)p;
-	if (mode > 255)
-		return false;
-	tg3(pl, 0x11, 0xff, 0xff, D_SHIFT_LEFT, 0, mode, XT_CONNMARK_VALUE);
-	DESC(pl, "rev3-mode=%u", mode);
-	return true;
-}
-
 /* Contiguous runs of every length but 6 at every position, and 0. */
-static bool gen_dscp_not6(enum path p, unsigned int i, struct payload *pl)
+static bool gen_dscp_not6(enum path p, unsigned int arg, unsigned int i,
+			  struct payload *pl)
 {
 	unsigned int len, pos, n = 0;
 	uint32_t mask;
 
 	(void)p;
+	(void)arg;
 	if (i == 0) {
 		tg3_dscp(pl, 0, 0, 0);
 		DESC(pl, "dscpmask=0x0");
@@ -417,7 +391,8 @@ static bool gen_dscp_not6(enum path p, unsigned int i, struct payload *pl)
  * Six bits, not contiguous: every 6-of-8 pattern with its lowest bit set
  * but 0x3f, at every position it fits; then a few spread ones.
  */
-static bool gen_dscp_gap(enum path p, unsigned int i, struct payload *pl)
+static bool gen_dscp_gap(enum path p, unsigned int arg, unsigned int i,
+			 struct payload *pl)
 {
 	static const uint32_t spread[] = {
 		0x8000001f, 0x41041041, 0x8000003e, 0x0000007d, 0x00f80001,
@@ -427,6 +402,7 @@ static bool gen_dscp_gap(enum path p, unsigned int i, struct payload *pl)
 	int low;
 
 	(void)p;
+	(void)arg;
 	for (pat = 1; pat < 0x100; pat += 2) {
 		if (__builtin_popcount(pat) != 6 || pat == 0x3f)
 			continue;
@@ -449,12 +425,14 @@ static bool gen_dscp_gap(enum path p, unsigned int i, struct payload *pl)
 }
 
 /* A valid dscpmask at every position, statemask overlapping it. */
-static bool gen_dscp_overlap(enum path p, unsigned int i, struct payload *pl)
+static bool gen_dscp_overlap(enum path p, unsigned int arg, unsigned int i,
+			     struct payload *pl)
 {
 	unsigned int pos = i / 8, k = i % 8;
 	uint32_t mask = 0x3fu << pos, state;
 
 	(void)p;
+	(void)arg;
 	if (pos > 26)
 		return false;
 	if (k < 6)
@@ -469,13 +447,15 @@ static bool gen_dscp_overlap(enum path p, unsigned int i, struct payload *pl)
 }
 
 /* A valid dscpmask at every position, shift_bits anything else. */
-static bool gen_dscp_shift(enum path p, unsigned int i, struct payload *pl)
+static bool gen_dscp_shift(enum path p, unsigned int arg, unsigned int i,
+			   struct payload *pl)
 {
 	static const uint8_t big[] = { 63, 64, 127, 128, 200, 254, 255 };
 	const unsigned int per = 41 + ARRAY_SIZE(big);	/* 0..40, big[] */
 	unsigned int pos = i / per, k = i % per, shift;
 
 	(void)p;
+	(void)arg;
 	if (pos > 26)
 		return false;
 	shift = k <= 40 ? k : big[k - 41];
@@ -487,9 +467,11 @@ static bool gen_dscp_shift(enum path p, unsigned int i, struct payload *pl)
 }
 
 /* Otherwise valid --set-dscpmark with mode 3..255 or shift_dir 2..255. */
-static bool gen_dscp_mode_dir(enum path p, unsigned int i, struct payload *pl)
+static bool gen_dscp_mode_dir(enum path p, unsigned int arg, unsigned int i,
+			      struct payload *pl)
 {
 	(void)p;
+	(void)arg;
 	if (i < 253) {
 		tg3(pl, 0xfc000000, 0x01000000, 0, D_SHIFT_LEFT, 26, 3 + i,
 		    XT_CONNMARK_DSCP);
@@ -505,8 +487,10 @@ static bool gen_dscp_mode_dir(enum path p, unsigned int i, struct payload *pl)
 	return true;
 }
 
-static bool gen_m1_valid(enum path p, unsigned int i, struct payload *pl)
+static bool gen_m1_valid(enum path p, unsigned int arg, unsigned int i,
+			 struct payload *pl)
 {
+	(void)arg;
 	switch (i) {
 	case 0:
 		mt1(pl, 0x11, 0xff, 0);
@@ -528,11 +512,13 @@ static bool gen_m1_valid(enum path p, unsigned int i, struct payload *pl)
 	return true;
 }
 
-static bool gen_m1_invert(enum path p, unsigned int i, struct payload *pl)
+static bool gen_m1_invert(enum path p, unsigned int arg, unsigned int i,
+			  struct payload *pl)
 {
 	unsigned int inv = 2 + i;
 
 	(void)p;
+	(void)arg;
 	if (inv > 255)
 		return false;
 	mt1(pl, 0x11, 0xff, inv);
@@ -587,8 +573,11 @@ static bool size_value(enum path p, unsigned int i, bool longer,
 	return false;
 }
 
-static bool gen_size(enum path p, unsigned int i, struct payload *pl,
-		     bool longer)
+/* Every extension with an info of each wrong size: shorter, or (ARG)
+ * longer
+ */
+static bool gen_size(enum path p, unsigned int longer, unsigned int i,
+		     struct payload *pl)
 {
 	const struct ext_kind *kind;
 	unsigned char info[MAX_INFO];
@@ -618,18 +607,9 @@ static bool gen_size(enum path p, unsigned int i, struct payload *pl,
 	return true;
 }
 
-static bool gen_size_short(enum path p, unsigned int i, struct payload *pl)
-{
-	return gen_size(p, i, pl, false);
-}
-
-static bool gen_size_long(enum path p, unsigned int i, struct payload *pl)
-{
-	return gen_size(p, i, pl, true);
-}
-
 /* Revisions the module does not have, with an info of the right size. */
-static bool gen_unknown_rev(enum path p, unsigned int i, struct payload *pl)
+static bool gen_unknown_rev(enum path p, unsigned int arg, unsigned int i,
+			    struct payload *pl)
 {
 	static const uint8_t tg_revs[] = { 0, 4, 5, 128, 255 };
 	static const uint8_t mt_revs[] = { 0, 2, 3, 255 };
@@ -639,6 +619,7 @@ static bool gen_unknown_rev(enum path p, unsigned int i, struct payload *pl)
 	unsigned char mbuf[XT_ALIGN(sizeof(m))] = { 0 };
 
 	(void)p;
+	(void)arg;
 	memcpy(mbuf, &m, sizeof(m));
 	if (i < ARRAY_SIZE(tg_revs)) {
 		add_ext(pl, true, tg_revs[i], &t, sizeof(t));
@@ -657,9 +638,11 @@ static bool gen_unknown_rev(enum path p, unsigned int i, struct payload *pl)
  * A valid connmark match, then a bad CONNMARK: the match's checkentry has
  * taken its conntrack reference, which the unwinding must give back.
  */
-static bool gen_combo_mt_tg(enum path p, unsigned int i, struct payload *pl)
+static bool gen_combo_mt_tg(enum path p, unsigned int arg, unsigned int i,
+			    struct payload *pl)
 {
 	(void)p;
+	(void)arg;
 	mt1(pl, 0x11, 0xff, 0);
 	switch (i) {
 	case 0:
@@ -685,8 +668,10 @@ static bool gen_combo_mt_tg(enum path p, unsigned int i, struct payload *pl)
 }
 
 /* nft only (x_tables checks matches first): a valid target, a bad match. */
-static bool gen_combo_tg_mt(enum path p, unsigned int i, struct payload *pl)
+static bool gen_combo_tg_mt(enum path p, unsigned int arg, unsigned int i,
+			    struct payload *pl)
 {
+	(void)arg;
 	if (path_legacy(p) || i >= 4)
 		return false;
 	if (i & 1)
@@ -699,29 +684,29 @@ static bool gen_combo_tg_mt(enum path p, unsigned int i, struct payload *pl)
 }
 
 static const struct class classes[] = {
-	{ "match_valid", gen_m1_valid, 0, false },
-	{ "rev1_valid", gen_t1_valid, 0, false },
-	{ "rev2_valid", gen_t2_valid, 0, false },
-	{ "rev3_valid", gen_t3_valid, 0, false },
-	{ "rev1_mode_3-255", gen_t1_mode, EINVAL, false },
-	{ "rev2_shift_bits_32-255", gen_t2_shift_bits, EINVAL, false },
-	{ "rev2_shift_dir_2-255", gen_t2_shift_dir, EINVAL, false },
-	{ "rev2_mode_3-255", gen_t2_mode, EINVAL, false },
-	{ "rev3_func_0,3-255", gen_t3_func, EINVAL, false },
-	{ "rev3_shift_bits_32-255", gen_t3_shift_bits, EINVAL, false },
-	{ "rev3_shift_dir_2-255", gen_t3_shift_dir, EINVAL, false },
-	{ "rev3_mode_3-255", gen_t3_mode, EINVAL, false },
-	{ "rev3_dscpmask_not_6_bits", gen_dscp_not6, EINVAL, false },
-	{ "rev3_dscpmask_not_contiguous", gen_dscp_gap, EINVAL, false },
-	{ "rev3_statemask_overlaps", gen_dscp_overlap, EINVAL, false },
-	{ "rev3_dscp_shift_bits_disagree", gen_dscp_shift, EINVAL, false },
-	{ "rev3_dscp_mode_or_shift_dir", gen_dscp_mode_dir, EINVAL, false },
-	{ "match_invert_2-255", gen_m1_invert, EINVAL, false },
-	{ "info_too_short", gen_size_short, EINVAL, true },
-	{ "info_too_long", gen_size_long, EINVAL, true },
-	{ "unknown_revision", gen_unknown_rev, ENOENT, false },
-	{ "valid_match_bad_target", gen_combo_mt_tg, EINVAL, false },
-	{ "valid_target_bad_match", gen_combo_tg_mt, EINVAL, false },
+	{ "match_valid", gen_m1_valid, 0, 0, false },
+	{ "rev1_valid", gen_t1_valid, 0, 0, false },
+	{ "rev2_valid", gen_t2_valid, 0, 0, false },
+	{ "rev3_valid", gen_t3_valid, 0, 0, false },
+	{ "rev1_mode_3-255", gen_mode, 1, EINVAL, false },
+	{ "rev2_shift_bits_32-255", gen_shift_bits, 2, EINVAL, false },
+	{ "rev2_shift_dir_2-255", gen_shift_dir, 2, EINVAL, false },
+	{ "rev2_mode_3-255", gen_mode, 2, EINVAL, false },
+	{ "rev3_func_0,3-255", gen_t3_func, 0, EINVAL, false },
+	{ "rev3_shift_bits_32-255", gen_shift_bits, 3, EINVAL, false },
+	{ "rev3_shift_dir_2-255", gen_shift_dir, 3, EINVAL, false },
+	{ "rev3_mode_3-255", gen_mode, 3, EINVAL, false },
+	{ "rev3_dscpmask_not_6_bits", gen_dscp_not6, 0, EINVAL, false },
+	{ "rev3_dscpmask_not_contiguous", gen_dscp_gap, 0, EINVAL, false },
+	{ "rev3_statemask_overlaps", gen_dscp_overlap, 0, EINVAL, false },
+	{ "rev3_dscp_shift_bits_disagree", gen_dscp_shift, 0, EINVAL, false },
+	{ "rev3_dscp_mode_or_shift_dir", gen_dscp_mode_dir, 0, EINVAL, false },
+	{ "match_invert_2-255", gen_m1_invert, 0, EINVAL, false },
+	{ "info_too_short", gen_size, false, EINVAL, true },
+	{ "info_too_long", gen_size, true, EINVAL, true },
+	{ "unknown_revision", gen_unknown_rev, 0, ENOENT, false },
+	{ "valid_match_bad_target", gen_combo_mt_tg, 0, EINVAL, false },
+	{ "valid_target_bad_match", gen_combo_tg_mt, 0, EINVAL, false },
 };
 
 /* ------------------------------------------------------------------ */
@@ -1394,7 +1379,7 @@ static unsigned int run_path(enum path p, struct klog *klog)
 		/* -s: the first 16 of a class, then every step-th */
 		for (i = 0; ; i += cl->want && i >= 16 ? step : 1) {
 			memset(&pl, 0, sizeof(pl));
-			if (!cl->gen(p, i, &pl))
+			if (!cl->gen(p, cl->arg, i, &pl))
 				break;
 			tried++;
 			ret = path_legacy(p) ? legacy_install(&l, &pl) :
