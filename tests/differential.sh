@@ -98,11 +98,7 @@ ret=0
 # need it. The namespaces (and so the rules) must be gone.
 restore_ours()
 {
-	if [ -d /sys/module/xt_connmark ] &&
-		[ "$(cat /sys/module/xt_connmark/version 2>/dev/null)" = \
-			"$XTCM_VERSION" ]; then
-		return 0
-	fi
+	loaded_is ours >/dev/null && return 0
 	unload_connmark && insmod "$XTCM_MODULE"
 }
 

@@ -62,7 +62,6 @@ fi
 trap cleanup_all_ns EXIT
 
 ret=0
-SPLAT='(WARNING|BUG):|Oops|Call Trace|UBSAN|KASAN|kmemleak: [0-9]+ new suspected|general protection|refcount_t|list_(add|del) corruption'
 
 if ! setup_router_topology; then
 	echo "SKIP: Could not set up the client -- router -- server namespaces"
@@ -295,7 +294,7 @@ log=$(dmesg | sed -n "/hostile_payload: start $token/,\$p")
 if [ -z "$log" ]; then
 	fail "kernel log: the start marker is gone (ring buffer overrun?)"
 fi
-splats=$(grep -E "$SPLAT" <<<"$log")
+splats=$(grep -E "$KERNEL_SPLATS" <<<"$log")
 if [ -n "$splats" ]; then
 	fail "kernel log: splat during the run"
 	echo "$log" | head -n 80

@@ -99,14 +99,15 @@ unload_connmark()
 # it, nor the out-of-tree taint "O" that ours carries); else a FAIL line.
 loaded_is()
 {
-	local version taint srcversion want=$XTCM_SRCVERSION
+	local version taint srcversion want
 
-	[ -z "${2-}" ] || want=$(modinfo -F srcversion "$2")
 	version=$(cat /sys/module/xt_connmark/version 2>/dev/null)
 	taint=$(cat /sys/module/xt_connmark/taint 2>/dev/null)
 	srcversion=$(cat /sys/module/xt_connmark/srcversion 2>/dev/null)
 	case $1 in
 	ours)
+		want=$XTCM_SRCVERSION
+		[ -z "${2-}" ] || want=$(modinfo -F srcversion "$2")
 		[ "$version" = "$XTCM_VERSION" ] && [ "$srcversion" = "$want" ] &&
 			return 0
 		echo "FAIL: loaded xt_connmark is not ours: version '$version', srcversion '$srcversion', want $XTCM_VERSION and $want (${2:-$XTCM_MODULE})"

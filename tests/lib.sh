@@ -11,6 +11,11 @@ ksft_fail=1
 ksft_xfail=2
 ksft_skip=4
 
+# KERNEL_SPLATS: what a kernel log must not contain (grep -E): warnings,
+# BUGs and oopses, and the reports of the debug kernel's bug finders (KASAN,
+# UBSAN, lockdep, kmemleak, DEBUG_LIST) and of refcount_t.
+KERNEL_SPLATS='(WARNING|BUG):|Oops|Call Trace|UBSAN|KASAN|kmemleak: [0-9]+ new suspected|general protection|refcount_t|list_(add|del) corruption|possible circular locking|suspicious RCU'
+
 TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$TESTS_DIR")
 NS_LIST=()
