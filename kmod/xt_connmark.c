@@ -22,6 +22,7 @@
 #include <linux/netfilter/x_tables.h>
 #include "xt_connmark.h"
 #include "connmark_math.h"
+#include "connmark_tginfo.h"
 #include "compat.h"
 
 MODULE_AUTHOR("The xt_connmark project authors");
@@ -65,37 +66,6 @@ static int connmark_netns_get(struct net *net, u8 family)
 	return ret;
 }
 
-/* Revision 2 is revision 3 doing XT_CONNMARK_VALUE. */
-static struct xt_connmark_tginfo3
-connmark_tginfo_v2_to_v3(const struct xt_connmark_tginfo2 *info)
-{
-	return (struct xt_connmark_tginfo3) {
-		.ctmark		= info->ctmark,
-		.ctmask		= info->ctmask,
-		.nfmask		= info->nfmask,
-		.shift_dir	= info->shift_dir,
-		.shift_bits	= info->shift_bits,
-		.mode		= info->mode,
-		.func		= XT_CONNMARK_VALUE,
-	};
-}
-
-/* Revision 1 is revision 2 without a shift (left by 0 bits). */
-static struct xt_connmark_tginfo3
-connmark_tginfo_v1_to_v3(const struct xt_connmark_tginfo1 *info)
-{
-	const struct xt_connmark_tginfo2 info2 = {
-		.ctmark		= info->ctmark,
-		.ctmask		= info->ctmask,
-		.nfmask		= info->nfmask,
-		.shift_dir	= D_SHIFT_LEFT,
-		.shift_bits	= 0,
-		.mode		= info->mode,
-	};
-
-	return connmark_tginfo_v2_to_v3(&info2);
-}
-
 /* The DSCP of an IPv4 or IPv6 packet in *dscp; false for other protocols.
  * x_tables has made the network header linear.
  */
@@ -113,8 +83,10 @@ static bool connmark_skb_dscp(const struct sk_buff *skb, u8 family, u32 *dscp)
 	}
 }
 
-/* The one target path of every revision. ct->mark is read once; it is
- * written, and the change announced to ctnetlink, only if its value changes.
+/* The one target path of every revision. Every rule but --set-dscpmark
+ * does what revision 2 does, whatever its func (OpenWrt's save and restore
+ * carry func 0). ct->mark is read once; it is written, and the change
+ * announced to ctnetlink, only if its value changes.
  */
 static unsigned int
 connmark_tg_apply(struct sk_buff *skb, const struct xt_action_param *par,
@@ -158,7 +130,7 @@ static unsigned int
 connmark_tg(struct sk_buff *skb, const struct xt_action_param *par)
 {
 	const struct xt_connmark_tginfo3 info =
-		connmark_tginfo_v1_to_v3(par->targinfo);
+		connmark_tginfo_widen(par->targinfo, 1);
 
 	return connmark_tg_apply(skb, par, &info);
 }
@@ -167,7 +139,7 @@ static unsigned int
 connmark_tg_v2(struct sk_buff *skb, const struct xt_action_param *par)
 {
 	const struct xt_connmark_tginfo3 info =
-		connmark_tginfo_v2_to_v3(par->targinfo);
+		connmark_tginfo_widen(par->targinfo, 2);
 
 	return connmark_tg_apply(skb, par, &info);
 }
@@ -178,65 +150,22 @@ connmark_tg_v3(struct sk_buff *skb, const struct xt_action_param *par)
 	return connmark_tg_apply(skb, par, par->targinfo);
 }
 
-/* func must be exactly one flag, as OpenWrt's iptables always makes it:
- * func 0 would be a rule that does nothing and both flags are ambiguous, so
- * both are refused (OpenWrt's kernel does not check func).
- * --set-dscpmark: the dscpmask (ctmark) is 6 contiguous bits, shift_bits is
- * the position of its lowest bit, and the statemask (ctmask) does not
- * overlap it.
- */
-static int connmark_tg_check_func(const struct xt_connmark_tginfo3 *info)
-{
-	int shift;
-
-	if (info->func != XT_CONNMARK_VALUE && info->func != XT_CONNMARK_DSCP) {
-		pr_info_ratelimited("invalid func %u\n", info->func);
-		return -EINVAL;
-	}
-	if (info->func == XT_CONNMARK_VALUE)
-		return 0;
-	shift = connmark_dscpmask_shift(info->ctmark);
-	if (shift < 0) {
-		pr_info_ratelimited("invalid dscpmask 0x%x: need 6 contiguous bits\n",
-				    info->ctmark);
-		return -EINVAL;
-	}
-	if (info->shift_bits != shift) {
-		pr_info_ratelimited("invalid shift_bits %u for dscpmask 0x%x\n",
-				    info->shift_bits, info->ctmark);
-		return -EINVAL;
-	}
-	if (info->ctmark & info->ctmask) {
-		pr_info_ratelimited("invalid statemask 0x%x: overlaps dscpmask 0x%x\n",
-				    info->ctmask, info->ctmark);
-		return -EINVAL;
-	}
-	return 0;
-}
-
 /* Validate every field before taking any reference, so that a rejected rule
- * leaves nothing to release.
+ * leaves nothing to release. The rules are connmark_tginfo_check()'s, which
+ * the iptables plugin applies too.
  */
 static int connmark_tg_check_info(const struct xt_tgchk_param *par,
 				  const struct xt_connmark_tginfo3 *info)
 {
-	int ret;
+	enum connmark_tginfo_field bad = connmark_tginfo_check(info);
 
-	ret = connmark_tg_check_func(info);
-	if (ret < 0)
-		return ret;
-	if (info->mode > XT_CONNMARK_RESTORE) {
-		pr_info_ratelimited("invalid mode %u\n", info->mode);
-		return -EINVAL;
-	}
-	if (info->shift_dir > D_SHIFT_RIGHT) {
-		pr_info_ratelimited("invalid shift_dir %u\n", info->shift_dir);
-		return -EINVAL;
-	}
-	/* A u32 shifted by 32 or more bits is undefined behaviour. */
-	if (info->shift_bits >= 32) {
-		pr_info_ratelimited("invalid shift_bits %u\n",
-				    info->shift_bits);
+	if (bad != CONNMARK_TGINFO_VALID) {
+		pr_info_ratelimited("revision %u: invalid %s: func %u mode %u shift_dir %u shift_bits %u ctmark 0x%x ctmask 0x%x\n",
+				    par->target->revision,
+				    connmark_tginfo_field_name(bad), info->func,
+				    info->mode, info->shift_dir,
+				    info->shift_bits, info->ctmark,
+				    info->ctmask);
 		return -EINVAL;
 	}
 	return connmark_netns_get(par->net, par->family);
@@ -245,7 +174,7 @@ static int connmark_tg_check_info(const struct xt_tgchk_param *par,
 static int connmark_tg_check(const struct xt_tgchk_param *par)
 {
 	const struct xt_connmark_tginfo3 info =
-		connmark_tginfo_v1_to_v3(par->targinfo);
+		connmark_tginfo_widen(par->targinfo, 1);
 
 	return connmark_tg_check_info(par, &info);
 }
@@ -253,7 +182,7 @@ static int connmark_tg_check(const struct xt_tgchk_param *par)
 static int connmark_tg_check_v2(const struct xt_tgchk_param *par)
 {
 	const struct xt_connmark_tginfo3 info =
-		connmark_tginfo_v2_to_v3(par->targinfo);
+		connmark_tginfo_widen(par->targinfo, 2);
 
 	return connmark_tg_check_info(par, &info);
 }

@@ -10,6 +10,7 @@
 #include <xtables.h>
 #include "xt_connmark.h"
 #include "connmark_math.h"
+#include "connmark_tginfo.h"
 
 enum {
 	O_SET_XMARK = 0,
@@ -46,6 +47,9 @@ enum {
 			  F_RIGHT_SHIFT_MARK,
 };
 
+/* The kernel has revision 3 (our module): see _init(). */
+static bool connmark_kernel_has_v3;
+
 static void connmark_tg_help(void)
 {
 	printf(
@@ -66,13 +70,10 @@ static void connmark_tg_help_v2(void)
 {
 	connmark_tg_help();
 	printf(
-"  --left-shift-mark bits        Shift the result left by 0-32 bits\n"
-"  --right-shift-mark bits       Shift the result right by 0-32 bits\n");
-}
-
-static void connmark_tg_help_v3(void)
-{
-	connmark_tg_help_v2();
+"  --left-shift-mark bits        Shift the result left by 0-31 bits\n"
+"  --right-shift-mark bits       Shift the result right by 0-31 bits\n");
+	if (!connmark_kernel_has_v3)
+		return;
 	printf(
 "  --set-dscpmark dscpmask/statemask\n"
 "                                Store the packet's DSCP in the dscpmask bits\n"
@@ -81,18 +82,19 @@ static void connmark_tg_help_v3(void)
 }
 
 /*
- * Revision 2 takes this table from its second entry on and revision 1 from
- * its fourth: --set-dscpmark comes first because only revision 3 has it,
- * then the shift options, which revision 1 lacks. --set-dscpmark excludes
- * the masks and shifts both ways round.
+ * Revision 1 takes this table from its third entry on: it lacks the shift
+ * options. Every revision knows --set-dscpmark, so that a revision that
+ * cannot express it (the kernel has no revision 3) says so by name instead
+ * of "unknown option". --set-dscpmark excludes the masks and shifts both
+ * ways round. A shift of 32 bits is refused, as the kernel refuses it.
  */
-static const struct xt_option_entry connmark_tg_opts_v3[] = {
+static const struct xt_option_entry connmark_tg_opts_v2[] = {
+	{.name = "left-shift-mark", .id = O_LEFT_SHIFT_MARK,
+	 .type = XTTYPE_UINT8, .min = 0, .max = 31, .excl = F_SET_DSCPMARK},
+	{.name = "right-shift-mark", .id = O_RIGHT_SHIFT_MARK,
+	 .type = XTTYPE_UINT8, .min = 0, .max = 31, .excl = F_SET_DSCPMARK},
 	{.name = "set-dscpmark", .id = O_SET_DSCPMARK,
 	 .type = XTTYPE_MARKMASK32, .excl = F_OP_ANY | F_NOT_DSCP},
-	{.name = "left-shift-mark", .id = O_LEFT_SHIFT_MARK,
-	 .type = XTTYPE_UINT8, .min = 0, .max = 32, .excl = F_SET_DSCPMARK},
-	{.name = "right-shift-mark", .id = O_RIGHT_SHIFT_MARK,
-	 .type = XTTYPE_UINT8, .min = 0, .max = 32, .excl = F_SET_DSCPMARK},
 	{.name = "set-xmark", .id = O_SET_XMARK, .type = XTTYPE_MARKMASK32,
 	 .excl = F_OP_ANY},
 	{.name = "set-mark", .id = O_SET_MARK, .type = XTTYPE_MARKMASK32,
@@ -116,41 +118,27 @@ static const struct xt_option_entry connmark_tg_opts_v3[] = {
 	XTOPT_TABLEEND,
 };
 
-#define connmark_tg_opts_v2 (&connmark_tg_opts_v3[1])
-#define connmark_tg_opts (&connmark_tg_opts_v3[3])
+#define connmark_tg_opts (&connmark_tg_opts_v2[2])
 
 /*
- * Every revision's blob starts with ctmark, ctmask and nfmask; revision 2
- * adds a shift and revision 3 func. The helpers work on revision 3: a
- * revision 1 or 2 blob is widened into one doing XT_CONNMARK_VALUE (rev 1
- * without a shift), and narrowed back after parsing.
+ * The helpers work on the revision 3 form (connmark_tginfo_widen()); the
+ * parser narrows it back into the blob of the rule's revision.
+ *
+ * Revisions 2 and 3 are one parser: every rule without --set-dscpmark goes
+ * to the kernel as the revision 2 blob that Debian's stock plugin sends for
+ * it (func, revision 2's padding, stays 0), so that every other iptables on
+ * the host reads the rule; --set-dscpmark alone needs revision 3. While the
+ * rule is parsed, its blob is thus a revision 2 one unless func says
+ * --set-dscpmark.
  */
-static struct xt_connmark_tginfo3 connmark_tg_widen(const void *data,
-						    unsigned int revision)
+static unsigned int connmark_tg_blob_revision(const void *data,
+					      unsigned int revision)
 {
-	const struct xt_connmark_tginfo1 *info1 = data;
-	const struct xt_connmark_tginfo2 *info2 = data;
-	struct xt_connmark_tginfo3 info = {
-		.ctmark = info1->ctmark,
-		.ctmask = info1->ctmask,
-		.nfmask = info1->nfmask,
-		.func   = XT_CONNMARK_VALUE,
-	};
+	const struct xt_connmark_tginfo3 *info = data;
 
-	switch (revision) {
-	case 1:
-		info.mode = info1->mode;
-		break;
-	case 2:
-		info.shift_dir  = info2->shift_dir;
-		info.shift_bits = info2->shift_bits;
-		info.mode       = info2->mode;
-		break;
-	default:
-		info = *(const struct xt_connmark_tginfo3 *)data;
-		break;
-	}
-	return info;
+	if (revision == 1)
+		return 1;
+	return info->func == XT_CONNMARK_DSCP ? 3 : 2;
 }
 
 static void connmark_tg_narrow(void *data, unsigned int revision,
@@ -192,25 +180,20 @@ static void connmark_tg_init(struct xt_entry_target *target)
 
 /*
  * --set-dscpmark dscpmask/statemask: ctmark = dscpmask, ctmask = statemask,
- * shift_bits = position of the dscpmask's lowest bit.
+ * shift_bits = position of the dscpmask's lowest bit. The final check
+ * (connmark_tginfo_check()) refuses a dscpmask that has none.
  */
 static void connmark_tg_dscpmark(const struct xt_option_call *cb,
 				 struct xt_connmark_tginfo3 *info)
 {
 	int shift = connmark_dscpmask_shift(cb->val.mark);
 
-	if (shift < 0)
-		xtables_error(PARAMETER_PROBLEM,
-			      "CONNMARK target: need 6 contiguous dscpmask bits");
-	if (cb->val.mark & cb->val.mask)
-		xtables_error(PARAMETER_PROBLEM,
-			      "CONNMARK target: dscpmask and statemask overlap");
 	info->func       = XT_CONNMARK_DSCP;
 	info->mode       = XT_CONNMARK_SET;
 	info->ctmark     = cb->val.mark;
 	info->ctmask     = cb->val.mask;
 	info->shift_dir  = D_SHIFT_LEFT;
-	info->shift_bits = shift;
+	info->shift_bits = shift < 0 ? 0 : shift;
 }
 
 static void connmark_tg_apply(const struct xt_option_call *cb,
@@ -272,13 +255,27 @@ static void connmark_tg_apply(const struct xt_option_call *cb,
 	}
 }
 
+/*
+ * The rule's revision is decided after each option (the final check cannot:
+ * it is not handed the rule): 3 for --set-dscpmark, which excludes every
+ * other option, else 2; revision 1 is used only where the kernel lacks 2.
+ */
 static void connmark_tg_parse_rev(struct xt_option_call *cb,
 				  unsigned int revision)
 {
-	struct xt_connmark_tginfo3 info = connmark_tg_widen(cb->data, revision);
+	struct xt_connmark_tginfo3 info = connmark_tginfo_widen(cb->data,
+		connmark_tg_blob_revision(cb->data, revision));
 
 	xtables_option_parse(cb);
+	if (cb->entry->id == O_SET_DSCPMARK && !connmark_kernel_has_v3)
+		xtables_error(PARAMETER_PROBLEM,
+			      "CONNMARK target: --set-dscpmark %s needs CONNMARK revision 3, which the kernel lacks: load the xt_connmark module of xt-connmark-dkms",
+			      cb->arg);
 	connmark_tg_apply(cb, &info);
+	if (revision != 1) {
+		revision = info.func == XT_CONNMARK_DSCP ? 3 : 2;
+		(*cb->target)->u.user.revision = revision;
+	}
 	connmark_tg_narrow(cb->data, revision, &info);
 }
 
@@ -292,36 +289,44 @@ static void connmark_tg_parse_v2(struct xt_option_call *cb)
 	connmark_tg_parse_rev(cb, 2);
 }
 
-static void connmark_tg_parse_v3(struct xt_option_call *cb)
-{
-	connmark_tg_parse_rev(cb, 3);
-}
-
 /*
  * Check that there is an operation, and make the blob equal to the one the
  * save text parses back to (so that -D and -C find the rule): SET (and
  * --set-dscpmark) does not use nfmask, and a shift by 0 bits has no
- * direction.
+ * direction. Then refuse what the kernel would refuse, by its own rules.
  */
 static void connmark_tg_finish(unsigned int xflags,
 			       struct xt_connmark_tginfo3 *info)
 {
+	enum connmark_tginfo_field bad;
+
 	if (!(xflags & F_OP_ANY))
 		xtables_error(PARAMETER_PROBLEM,
 			      "CONNMARK target: No operation specified");
-	if (!(xflags & F_SET_DSCPMARK))
-		info->func = XT_CONNMARK_VALUE;
 	if (info->mode == XT_CONNMARK_SET)
 		info->nfmask = UINT32_MAX;
 	if (info->shift_bits == 0)
 		info->shift_dir = D_SHIFT_LEFT;
+
+	bad = connmark_tginfo_check(info);
+	if (bad == CONNMARK_TGINFO_DSCPMASK)
+		xtables_error(PARAMETER_PROBLEM,
+			      "CONNMARK target: need 6 contiguous dscpmask bits");
+	if (bad == CONNMARK_TGINFO_STATEMASK)
+		xtables_error(PARAMETER_PROBLEM,
+			      "CONNMARK target: dscpmask and statemask overlap");
+	if (bad != CONNMARK_TGINFO_VALID)
+		xtables_error(PARAMETER_PROBLEM, "CONNMARK target: invalid %s",
+			      connmark_tginfo_field_name(bad));
 }
 
 static void connmark_tg_check_rev(struct xt_fcheck_call *cb,
 				  unsigned int revision)
 {
-	struct xt_connmark_tginfo3 info = connmark_tg_widen(cb->data, revision);
+	struct xt_connmark_tginfo3 info;
 
+	revision = connmark_tg_blob_revision(cb->data, revision);
+	info = connmark_tginfo_widen(cb->data, revision);
 	connmark_tg_finish(cb->xflags, &info);
 	connmark_tg_narrow(cb->data, revision, &info);
 }
@@ -334,11 +339,6 @@ static void connmark_tg_check(struct xt_fcheck_call *cb)
 static void connmark_tg_check_v2(struct xt_fcheck_call *cb)
 {
 	connmark_tg_check_rev(cb, 2);
-}
-
-static void connmark_tg_check_v3(struct xt_fcheck_call *cb)
-{
-	connmark_tg_check_rev(cb, 3);
 }
 
 static const char *connmark_shift_dir(const struct xt_connmark_tginfo3 *info)
@@ -394,33 +394,23 @@ static void connmark_tg_show(const struct xt_connmark_tginfo3 *info)
 		       connmark_shift_dir(info), info->shift_bits);
 }
 
-static void connmark_tg_print_rev(const struct xt_entry_target *target,
-				  unsigned int revision)
+/*
+ * Print, save and translate read the blob as the rule's revision says: one
+ * function serves every revision (under iptables-nft, libxtables hands every
+ * rule to the best revision's callbacks).
+ */
+static struct xt_connmark_tginfo3
+connmark_tg_rule_info(const struct xt_entry_target *target)
 {
-	const struct xt_connmark_tginfo3 info =
-		connmark_tg_widen(target->data, revision);
-
-	connmark_tg_show(&info);
+	return connmark_tginfo_widen(target->data, target->u.user.revision);
 }
 
 static void connmark_tg_print(const void *ip,
 			      const struct xt_entry_target *target, int numeric)
 {
-	connmark_tg_print_rev(target, 1);
-}
+	const struct xt_connmark_tginfo3 info = connmark_tg_rule_info(target);
 
-static void connmark_tg_print_v2(const void *ip,
-				 const struct xt_entry_target *target,
-				 int numeric)
-{
-	connmark_tg_print_rev(target, 2);
-}
-
-static void connmark_tg_print_v3(const void *ip,
-				 const struct xt_entry_target *target,
-				 int numeric)
-{
-	connmark_tg_print_rev(target, 3);
+	connmark_tg_show(&info);
 }
 
 static void connmark_tg_put(const struct xt_connmark_tginfo3 *info)
@@ -449,31 +439,12 @@ static void connmark_tg_put(const struct xt_connmark_tginfo3 *info)
 		       connmark_shift_dir(info), info->shift_bits);
 }
 
-static void connmark_tg_save_rev(const struct xt_entry_target *target,
-				 unsigned int revision)
-{
-	const struct xt_connmark_tginfo3 info =
-		connmark_tg_widen(target->data, revision);
-
-	connmark_tg_put(&info);
-}
-
 static void connmark_tg_save(const void *ip,
 			     const struct xt_entry_target *target)
 {
-	connmark_tg_save_rev(target, 1);
-}
+	const struct xt_connmark_tginfo3 info = connmark_tg_rule_info(target);
 
-static void connmark_tg_save_v2(const void *ip,
-				const struct xt_entry_target *target)
-{
-	connmark_tg_save_rev(target, 2);
-}
-
-static void connmark_tg_save_v3(const void *ip,
-				const struct xt_entry_target *target)
-{
-	connmark_tg_save_rev(target, 3);
+	connmark_tg_put(&info);
 }
 
 /* The value that SET, SAVE or RESTORE assigns, before the shift. */
@@ -520,7 +491,7 @@ static int connmark_tg_xl(struct xt_xlate *xl,
 {
 	const char *dest;
 
-	if (info->func != XT_CONNMARK_VALUE || info->shift_bits >= 32)
+	if (info->func == XT_CONNMARK_DSCP || info->shift_bits >= 32)
 		return 0;
 	switch (info->mode) {
 	case XT_CONNMARK_SET:
@@ -555,34 +526,19 @@ static int connmark_tg_xl(struct xt_xlate *xl,
 	return 1;
 }
 
-static int connmark_tg_xlate_rev(struct xt_xlate *xl,
-				 const struct xt_entry_target *target,
-				 unsigned int revision)
+static int connmark_tg_xlate(struct xt_xlate *xl,
+			     const struct xt_xlate_tg_params *params)
 {
 	const struct xt_connmark_tginfo3 info =
-		connmark_tg_widen(target->data, revision);
+		connmark_tg_rule_info(params->target);
 
 	return connmark_tg_xl(xl, &info);
 }
 
-static int connmark_tg_xlate(struct xt_xlate *xl,
-			     const struct xt_xlate_tg_params *params)
-{
-	return connmark_tg_xlate_rev(xl, params->target, 1);
-}
-
-static int connmark_tg_xlate_v2(struct xt_xlate *xl,
-				const struct xt_xlate_tg_params *params)
-{
-	return connmark_tg_xlate_rev(xl, params->target, 2);
-}
-
-static int connmark_tg_xlate_v3(struct xt_xlate *xl,
-				const struct xt_xlate_tg_params *params)
-{
-	return connmark_tg_xlate_rev(xl, params->target, 3);
-}
-
+/*
+ * Revision 3 shares revision 2's parser (which sends revision 2 unless the
+ * rule is a --set-dscpmark); it is registered only where the kernel has it.
+ */
 static struct xtables_target connmark_tg_reg[] = {
 	{
 		.family        = NFPROTO_UNSPEC,
@@ -611,9 +567,9 @@ static struct xtables_target connmark_tg_reg[] = {
 		.init          = connmark_tg_init,
 		.x6_parse      = connmark_tg_parse_v2,
 		.x6_fcheck     = connmark_tg_check_v2,
-		.print         = connmark_tg_print_v2,
-		.save          = connmark_tg_save_v2,
-		.xlate         = connmark_tg_xlate_v2,
+		.print         = connmark_tg_print,
+		.save          = connmark_tg_save,
+		.xlate         = connmark_tg_xlate,
 		.x6_options    = connmark_tg_opts_v2,
 	},
 	{
@@ -623,18 +579,39 @@ static struct xtables_target connmark_tg_reg[] = {
 		.version       = XTABLES_VERSION,
 		.size          = XT_ALIGN(sizeof(struct xt_connmark_tginfo3)),
 		.userspacesize = XT_ALIGN(sizeof(struct xt_connmark_tginfo3)),
-		.help          = connmark_tg_help_v3,
+		.help          = connmark_tg_help_v2,
 		.init          = connmark_tg_init,
-		.x6_parse      = connmark_tg_parse_v3,
-		.x6_fcheck     = connmark_tg_check_v3,
-		.print         = connmark_tg_print_v3,
-		.save          = connmark_tg_save_v3,
-		.xlate         = connmark_tg_xlate_v3,
-		.x6_options    = connmark_tg_opts_v3,
+		.x6_parse      = connmark_tg_parse_v2,
+		.x6_fcheck     = connmark_tg_check_v2,
+		.print         = connmark_tg_print,
+		.save          = connmark_tg_save,
+		.xlate         = connmark_tg_xlate,
+		.x6_options    = connmark_tg_opts_v2,
 	},
 };
 
+/*
+ * iptables 1.8.8 and later keep one revision per extension, the first of
+ * its registrations that the kernel supports, and the legacy backend lists
+ * a rule only with the plugin of the rule's own revision ("[unsupported
+ * revision]" otherwise). Revision 3 is therefore registered first, and made
+ * a full registration at once (xtables_find_target()), before revisions 1
+ * and 2: the one kept of those then goes to the head of the list, before
+ * revision 3. That is the revision iptables parses with, and sends, and
+ * the legacy backend still finds revision 3 after it, to list
+ * --set-dscpmark rules. Where the kernel lacks revision 3, it is not
+ * registered at all.
+ */
 void _init(void)
 {
-	xtables_register_targets(connmark_tg_reg, ARRAY_SIZE(connmark_tg_reg));
+	struct xtables_target *v3 = &connmark_tg_reg[2];
+
+	connmark_kernel_has_v3 = xt_params->compat_rev &&
+		xt_params->compat_rev(v3->name, v3->revision,
+				      afinfo->so_rev_target);
+	if (connmark_kernel_has_v3) {
+		xtables_register_targets(v3, 1);
+		xtables_find_target(v3->name, XTF_DONT_LOAD);
+	}
+	xtables_register_targets(connmark_tg_reg, 2);
 }

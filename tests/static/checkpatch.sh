@@ -25,7 +25,7 @@ fi
 cd "$repo" || exit 1
 rc=0
 "$script" --strict --no-tree --show-types -f \
-	kmod/xt_connmark.c kmod/connmark_math.h include/*.h || rc=1
+	kmod/xt_connmark.c kmod/connmark_math.h kmod/connmark_tginfo.h include/*.h || rc=1
 # The compat header exists to compare LINUX_VERSION_CODE, which checkpatch
 # flags on every use (and takes for a constant on the left).
 "$script" --strict --no-tree --show-types \
