@@ -34,6 +34,19 @@
  * Usage: xt_hostile [-s STEP] [legacy4|legacy6|nft4|nft6]...
  * (default: all four paths). -s STEP: of each class of malformed payloads,
  * only the first 16 and then every STEP-th, for slow (KASAN) kernels.
+ *
+ * xt_hostile dump legacy4|legacy6|nft4|nft6 TABLE reads, and changes
+ * nothing: every rule of TABLE (legacy: the x_tables table, IPT_SO_GET_INFO
+ * and IPT_SO_GET_ENTRIES or their IP6T_ twins; nft: the nft table of family
+ * ip or ip6, NFT_MSG_GETRULE), every chain, in the kernel's order. Each
+ * CONNMARK target and connmark match is one line
+ *
+ *   CONNMARK rev R HEX      connmark rev R HEX
+ *
+ * R in decimal, HEX the whole info the kernel returns (legacy: the
+ * XT_ALIGNed data after the extension's header; nft: NFTA_TARGET_INFO or
+ * NFTA_MATCH_INFO), lowercase, two digits a byte, no spaces. Exit 0, or 1
+ * with a message on stderr (2: usage).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -60,6 +73,7 @@
 
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #define MAX_INFO	4096	/* the largest "too long" info */
+#define LEGACY_TABLE	"mangle"
 #define NFT_TABLE	"xthostile"
 #define NFT_CHAIN	"c"
 
@@ -342,19 +356,92 @@ static bool gen_t3_valid(enum path p, unsigned int arg, unsigned int i,
 	return true;
 }
 
+/*
+ * OpenWrt's --save-mark and --restore-mark: revision 3 with func 0, which
+ * the module runs as XT_CONNMARK_VALUE. ctmark is unused in these modes
+ * (OpenWrt leaves it 0; any value is kept as it is).
+ */
+static bool gen_t3_func0_valid(enum path p, unsigned int arg, unsigned int i,
+			       struct payload *pl)
+{
+	static const struct {
+		uint32_t ctmark, ctmask, nfmask;
+		uint8_t dir, bits, mode;
+	} v[] = {
+		/* --save-mark, --restore-mark as OpenWrt's init leaves them */
+		{ 0, 0xffffffff, 0xffffffff, D_SHIFT_LEFT, 0, XT_CONNMARK_SAVE },
+		{ 0, 0xffffffff, 0xffffffff, D_SHIFT_LEFT, 0,
+		  XT_CONNMARK_RESTORE },
+		{ 0, 0xff, 0xff, D_SHIFT_LEFT, 0, XT_CONNMARK_SAVE },
+		{ 0, 0xff00, 0xff, D_SHIFT_LEFT, 8, XT_CONNMARK_SAVE },
+		{ 0, 0xff000000, 0xff, D_SHIFT_RIGHT, 24, XT_CONNMARK_RESTORE },
+		{ 0, 0xffff0000, 0x0000ffff, D_SHIFT_LEFT, 16,
+		  XT_CONNMARK_RESTORE },
+		{ 0, 0x80000000, 0x1, D_SHIFT_RIGHT, 31, XT_CONNMARK_SAVE },
+		{ 0, 0, 0, D_SHIFT_LEFT, 0, XT_CONNMARK_RESTORE },
+		{ 0xdeadbeef, 0xf0, 0x0f, D_SHIFT_LEFT, 4, XT_CONNMARK_SAVE },
+	};
+
+	(void)p;
+	(void)arg;
+	if (i >= ARRAY_SIZE(v))
+		return false;
+	tg3(pl, v[i].ctmark, v[i].ctmask, v[i].nfmask, v[i].dir, v[i].bits,
+	    v[i].mode, 0);
+	DESC(pl, "rev3-func0-valid-%u", i);
+	return true;
+}
+
+/*
+ * func 0 with SET (OpenWrt's kernel would do nothing), then 3..255 with
+ * each mode: only func is wrong.
+ */
 static bool gen_t3_func(enum path p, unsigned int arg, unsigned int i,
 			struct payload *pl)
 {
-	unsigned int func = i == 0 ? 0 : 2 + i;	/* 0, 3..255 */
+	unsigned int func = i == 0 ? 0 : 3 + (i - 1) / 3;
+	uint8_t mode = i == 0 ? XT_CONNMARK_SET : (i - 1) % 3;
 
 	(void)p;
 	(void)arg;
 	if (func > 255)
 		return false;
 	/* Fields valid for either function: only func is wrong. */
-	tg3(pl, 0xfc000000, 0x01000000, 0, D_SHIFT_LEFT, 26, XT_CONNMARK_SET,
-	    func);
-	DESC(pl, "rev3-func=%u", func);
+	tg3(pl, 0xfc000000, 0x01000000, 0, D_SHIFT_LEFT, 26, mode, func);
+	DESC(pl, "rev3-func=%u,mode=%u", func, mode);
+	return true;
+}
+
+/*
+ * func 0 (OpenWrt's save/restore) with another field wrong: mode 3..255,
+ * then shift_dir 2..255 and shift_bits 32..255 (either direction), SAVE
+ * and RESTORE in turn.
+ */
+static bool gen_t3_func0_bad(enum path p, unsigned int arg, unsigned int i,
+			     struct payload *pl)
+{
+	uint8_t mode;
+
+	(void)p;
+	(void)arg;
+	if (i < 253) {
+		tg3(pl, 0, 0xff, 0xff, D_SHIFT_LEFT, 0, 3 + i, 0);
+		DESC(pl, "rev3-func0-mode=%u", 3 + i);
+		return true;
+	}
+	i -= 253;
+	mode = i & 1 ? XT_CONNMARK_RESTORE : XT_CONNMARK_SAVE;
+	if (i < 2 * 254) {
+		tg3(pl, 0, 0xff, 0xff, 2 + i / 2, 1, mode, 0);
+		DESC(pl, "rev3-func0-mode=%u,shift_dir=%u", mode, 2 + i / 2);
+		return true;
+	}
+	i -= 2 * 254;
+	if (i >= 2 * 224)
+		return false;
+	tg3(pl, 0, 0xff, 0xff, i / 224, 32 + i % 224, mode, 0);
+	DESC(pl, "rev3-func0-mode=%u,shift_dir=%u,shift_bits=%u", mode,
+	     i / 224, 32 + i % 224);
 	return true;
 }
 
@@ -429,12 +516,13 @@ static bool gen_dscp_overlap(enum path p, unsigned int arg, unsigned int i,
 			     struct payload *pl)
 {
 	unsigned int pos = i / 8, k = i % 8;
-	uint32_t mask = 0x3fu << pos, state;
+	uint32_t mask, state;
 
 	(void)p;
 	(void)arg;
 	if (pos > 26)
 		return false;
+	mask = 0x3fu << pos;
 	if (k < 6)
 		state = 1u << (pos + k);	/* one bit of the dscpmask */
 	else if (k == 6)
@@ -466,19 +554,22 @@ static bool gen_dscp_shift(enum path p, unsigned int arg, unsigned int i,
 	return true;
 }
 
-/* Otherwise valid --set-dscpmark with mode 3..255 or shift_dir 2..255. */
+/*
+ * Otherwise valid --set-dscpmark with mode 1..255 (only SET does DSCP:
+ * SAVE and RESTORE too are refused) or shift_dir 2..255.
+ */
 static bool gen_dscp_mode_dir(enum path p, unsigned int arg, unsigned int i,
 			      struct payload *pl)
 {
 	(void)p;
 	(void)arg;
-	if (i < 253) {
-		tg3(pl, 0xfc000000, 0x01000000, 0, D_SHIFT_LEFT, 26, 3 + i,
+	if (i < 255) {
+		tg3(pl, 0xfc000000, 0x01000000, 0, D_SHIFT_LEFT, 26, 1 + i,
 		    XT_CONNMARK_DSCP);
-		DESC(pl, "dscp-mode=%u", 3 + i);
+		DESC(pl, "dscp-mode=%u", 1 + i);
 		return true;
 	}
-	i -= 253;
+	i -= 255;
 	if (i >= 254)
 		return false;
 	tg3(pl, 0xfc000000, 0x01000000, 0, 2 + i, 26, XT_CONNMARK_SET,
@@ -687,12 +778,15 @@ static const struct class classes[] = {
 	{ "match_valid", gen_m1_valid, 0, 0, false },
 	{ "rev1_valid", gen_t1_valid, 0, 0, false },
 	{ "rev2_valid", gen_t2_valid, 0, 0, false },
+	/* Before rev3_valid: legacy keeps the last valid rule, a DSCP one. */
+	{ "rev3_func0_save_restore_valid", gen_t3_func0_valid, 0, 0, false },
 	{ "rev3_valid", gen_t3_valid, 0, 0, false },
 	{ "rev1_mode_3-255", gen_mode, 1, EINVAL, false },
 	{ "rev2_shift_bits_32-255", gen_shift_bits, 2, EINVAL, false },
 	{ "rev2_shift_dir_2-255", gen_shift_dir, 2, EINVAL, false },
 	{ "rev2_mode_3-255", gen_mode, 2, EINVAL, false },
-	{ "rev3_func_0,3-255", gen_t3_func, 0, EINVAL, false },
+	{ "rev3_func_0_set,3-255", gen_t3_func, 0, EINVAL, false },
+	{ "rev3_func0_bad_mode_shift", gen_t3_func0_bad, 0, EINVAL, false },
 	{ "rev3_shift_bits_32-255", gen_shift_bits, 3, EINVAL, false },
 	{ "rev3_shift_dir_2-255", gen_shift_dir, 3, EINVAL, false },
 	{ "rev3_mode_3-255", gen_mode, 3, EINVAL, false },
@@ -700,7 +794,8 @@ static const struct class classes[] = {
 	{ "rev3_dscpmask_not_contiguous", gen_dscp_gap, 0, EINVAL, false },
 	{ "rev3_statemask_overlaps", gen_dscp_overlap, 0, EINVAL, false },
 	{ "rev3_dscp_shift_bits_disagree", gen_dscp_shift, 0, EINVAL, false },
-	{ "rev3_dscp_mode_or_shift_dir", gen_dscp_mode_dir, 0, EINVAL, false },
+	{ "rev3_dscp_mode_1-255_or_shift_dir", gen_dscp_mode_dir, 0, EINVAL,
+	  false },
 	{ "match_invert_2-255", gen_m1_invert, 0, EINVAL, false },
 	{ "info_too_short", gen_size, false, EINVAL, true },
 	{ "info_too_long", gen_size, true, EINVAL, true },
@@ -710,7 +805,77 @@ static const struct class classes[] = {
 };
 
 /* ------------------------------------------------------------------ */
-/* Legacy path: IPT_SO_SET_REPLACE / IP6T_SO_SET_REPLACE                */
+/* Rules read back from the kernel                                     */
+
+/*
+ * One extension of a rule as the kernel returns it. name is NULL for an
+ * nft expression that is not nft_compat's "match" or "target".
+ */
+struct ext_seen {
+	bool target;
+	const char *name;
+	unsigned int rev;
+	const unsigned char *info;
+	unsigned int len;
+};
+
+/* Called for each extension of a rule, in order; false stops the walk. */
+typedef bool ext_fn(void *ctx, const struct ext_seen *x);
+
+/* An extension read back from the kernel matches what was sent. */
+static bool ext_equal(const struct ext *e, const struct ext_seen *x)
+{
+	unsigned int k;
+
+	if (!x->name || e->target != x->target || e->rev != x->rev ||
+	    strcmp(x->name, x->target ? "CONNMARK" : "connmark"))
+		return false;
+	for (k = 0; k < x->len || k < e->len; k++) {
+		unsigned char a = k < e->len ? e->info[k] : 0;
+		unsigned char b = k < x->len ? x->info[k] : 0;
+
+		if (a != b)
+			return false;
+	}
+	return true;
+}
+
+/* A rule read back against the payload: k extensions equal so far. */
+struct verify {
+	const struct payload *pl;
+	unsigned int k;
+};
+
+static bool verify_ext(void *ctx, const struct ext_seen *x)
+{
+	struct verify *v = ctx;
+
+	if (v->k < v->pl->n && ext_equal(&v->pl->ext[v->k], x)) {
+		v->k++;
+		return true;
+	}
+	/* legacy: a payload without a CONNMARK ends with ACCEPT */
+	return v->k == v->pl->n && x->target && x->name &&
+	       !strcmp(x->name, XT_STANDARD_TARGET);
+}
+
+/* The CONNMARK targets and connmark matches, one line each. */
+static bool dump_ext(void *ctx, const struct ext_seen *x)
+{
+	unsigned int k;
+
+	(void)ctx;
+	if (!x->name || strcmp(x->name, x->target ? "CONNMARK" : "connmark"))
+		return true;
+	printf("%s rev %u ", x->name, x->rev);
+	for (k = 0; k < x->len; k++)
+		printf("%02x", x->info[k]);
+	putchar('\n');
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Legacy path: IPT_SO_SET_REPLACE / IP6T_SO_SET_REPLACE, GET_ENTRIES  */
 
 struct legacy {
 	int fd, level, so_info, so_entries, so_replace;
@@ -736,12 +901,15 @@ static int legacy_open(struct legacy *l, bool v6)
 }
 
 /* ipt_getinfo and ip6t_getinfo have the same layout. */
-static int legacy_info(const struct legacy *l, struct ipt_getinfo *info)
+static int legacy_info(const struct legacy *l, const char *table,
+		       struct ipt_getinfo *info)
 {
 	socklen_t len = sizeof(*info);
 
 	memset(info, 0, sizeof(*info));
-	strcpy(info->name, "mangle");
+	if (strlen(table) >= sizeof(info->name))
+		return -ENAMETOOLONG;
+	strcpy(info->name, table);
 	if (getsockopt(l->fd, l->level, l->so_info, info, &len) < 0)
 		return -errno;
 	return 0;
@@ -859,11 +1027,11 @@ static int legacy_install(const struct legacy *l, const struct payload *pl)
 	unsigned int off, h;
 	int ret;
 
-	ret = legacy_info(l, &info);
+	ret = legacy_info(l, LEGACY_TABLE, &info);
 	if (ret < 0)
 		return ret;
 	memset(table_buf, 0, sizeof(table_buf));
-	strcpy(r->name, "mangle");
+	strcpy(r->name, LEGACY_TABLE);
 	r->valid_hooks = (1 << NF_INET_NUMHOOKS) - 1;
 	off = legacy_rule(l, base, pl);
 	for (h = 0; h < NF_INET_NUMHOOKS; h++) {
@@ -885,72 +1053,137 @@ static int legacy_install(const struct legacy *l, const struct payload *pl)
 	return ret;
 }
 
-/* An extension read back from the kernel matches what was sent. */
-static bool ext_equal(const struct ext *e, bool target, const char *name,
-		      uint8_t rev, const unsigned char *info, unsigned int len)
+/*
+ * The entries of TABLE (IPT_SO_GET_ENTRIES, IP6T_SO_GET_ENTRIES, the same
+ * layout): *gep, to be freed, and the table's info.
+ */
+static int legacy_entries(const struct legacy *l, const char *table,
+			  struct ipt_getinfo *info,
+			  struct ipt_get_entries **gep)
 {
-	unsigned int k;
+	struct ipt_get_entries *ge;
+	socklen_t len;
+	int ret;
 
-	if (e->target != target || e->rev != rev ||
-	    strcmp(name, target ? "CONNMARK" : "connmark"))
-		return false;
-	for (k = 0; k < len || k < e->len; k++) {
-		unsigned char a = k < e->len ? e->info[k] : 0;
-		unsigned char b = k < len ? info[k] : 0;
-
-		if (a != b)
-			return false;
+	ret = legacy_info(l, table, info);
+	if (ret < 0)
+		return ret;
+	len = sizeof(*ge) + info->size;
+	ge = calloc(1, len);
+	if (!ge)
+		return -ENOMEM;
+	memcpy(ge->name, info->name, sizeof(ge->name));
+	ge->size = info->size;
+	if (getsockopt(l->fd, l->level, l->so_entries, ge, &len) < 0) {
+		ret = -errno;
+		free(ge);
+		return ret;
 	}
-	return true;
+	*gep = ge;
+	return 0;
+}
+
+/* Extension names as the kernel returns them, NUL-terminated here. */
+static const char *legacy_name(char *buf, const char *name)
+{
+	memcpy(buf, name, XT_EXTENSION_MAXNAMELEN);
+	buf[XT_EXTENSION_MAXNAMELEN] = '\0';
+	return buf;
+}
+
+/*
+ * Call fn for each match, then the target, of the entry at off of the
+ * size bytes at base. Returns the entry's next_offset, or 0 when the entry
+ * is malformed or fn stopped.
+ */
+static unsigned int legacy_entry_exts(const struct legacy *l,
+				      const unsigned char *base,
+				      unsigned int off, unsigned int size,
+				      ext_fn *fn, void *ctx)
+{
+	const unsigned char *e = base + off;
+	char name[XT_EXTENSION_MAXNAMELEN + 1];
+	const struct xt_entry_target *t;
+	unsigned int tgoff, next, m;
+	struct ext_seen x;
+
+	if (off + l->hdr > size)
+		return 0;
+	if (l->v6) {
+		tgoff = ((const struct ip6t_entry *)e)->target_offset;
+		next = ((const struct ip6t_entry *)e)->next_offset;
+	} else {
+		tgoff = ((const struct ipt_entry *)e)->target_offset;
+		next = ((const struct ipt_entry *)e)->next_offset;
+	}
+	if (tgoff < l->hdr || tgoff + sizeof(*t) > next || off + next > size)
+		return 0;
+	for (m = l->hdr; m < tgoff; ) {
+		const struct xt_entry_match *mt = (const void *)(e + m);
+
+		if (m + sizeof(*mt) > tgoff || mt->u.match_size < sizeof(*mt) ||
+		    m + mt->u.match_size > tgoff)
+			return 0;
+		x = (struct ext_seen){
+			.name = legacy_name(name, mt->u.user.name),
+			.rev = mt->u.user.revision, .info = mt->data,
+			.len = mt->u.match_size - sizeof(*mt),
+		};
+		if (!fn(ctx, &x))
+			return 0;
+		m += mt->u.match_size;
+	}
+	t = (const void *)(e + tgoff);
+	if (t->u.target_size < sizeof(*t) || tgoff + t->u.target_size > next)
+		return 0;
+	x = (struct ext_seen){
+		.target = true, .name = legacy_name(name, t->u.user.name),
+		.rev = t->u.user.revision, .info = t->data,
+		.len = t->u.target_size - sizeof(*t),
+	};
+	return fn(ctx, &x) ? next : 0;
 }
 
 /* The table's first rule (head of PREROUTING) is the payload. */
 static bool legacy_verify(const struct legacy *l, const struct payload *pl)
 {
+	struct verify v = { .pl = pl };
 	struct ipt_get_entries *ge;
 	struct ipt_getinfo info;
-	unsigned int off, target_offset, k = 0;
-	socklen_t len;
-	bool ok = false;
+	bool ok;
 
-	if (legacy_info(l, &info) < 0 || info.hook_entry[0] != 0 ||
-	    info.num_entries != NF_INET_NUMHOOKS + 2)
+	if (legacy_entries(l, LEGACY_TABLE, &info, &ge) < 0)
 		return false;
-	len = sizeof(*ge) + info.size;
-	ge = calloc(1, len);
-	if (!ge)
-		return false;
-	strcpy(ge->name, "mangle");
-	ge->size = info.size;
-	if (getsockopt(l->fd, l->level, l->so_entries, ge, &len) < 0)
-		goto out;
-	target_offset = l->v6 ? ((struct ip6t_entry *)ge->entrytable)->target_offset :
-				ge->entrytable[0].target_offset;
-	for (off = l->hdr; off < target_offset; k++) {
-		const struct xt_entry_match *m =
-			(void *)((unsigned char *)ge->entrytable + off);
-
-		if (k >= pl->n || m->u.match_size < sizeof(*m) ||
-		    !ext_equal(&pl->ext[k], false, m->u.user.name,
-			       m->u.user.revision, m->data,
-			       m->u.match_size - sizeof(*m)))
-			goto out;
-		off += m->u.match_size;
-	}
-	if (k < pl->n) {
-		const struct xt_entry_target *t =
-			(void *)((unsigned char *)ge->entrytable + off);
-
-		ok = k + 1 == pl->n && t->u.target_size >= sizeof(*t) &&
-		     ext_equal(&pl->ext[k], true, t->u.user.name,
-			       t->u.user.revision, t->data,
-			       t->u.target_size - sizeof(*t));
-	} else {
-		ok = true;	/* a match with ACCEPT */
-	}
-out:
+	ok = info.hook_entry[0] == 0 &&
+	     info.num_entries == NF_INET_NUMHOOKS + 2 &&
+	     legacy_entry_exts(l, (const void *)ge->entrytable, 0, ge->size,
+			       verify_ext, &v) &&
+	     v.k == pl->n;
 	free(ge);
 	return ok;
+}
+
+/* dump: every entry of TABLE, in the kernel's order. */
+static int legacy_dump(const struct legacy *l, const char *table)
+{
+	const unsigned char *base;
+	struct ipt_get_entries *ge;
+	struct ipt_getinfo info;
+	unsigned int off, next, n = 0;
+	int ret;
+
+	ret = legacy_entries(l, table, &info, &ge);
+	if (ret < 0)
+		return ret;
+	base = (const void *)ge->entrytable;
+	for (off = 0; off < ge->size; off += next, n++) {
+		next = legacy_entry_exts(l, base, off, ge->size, dump_ext, NULL);
+		if (!next)
+			break;
+	}
+	ret = off == ge->size && n == info.num_entries ? 0 : -EBADMSG;
+	free(ge);
+	return ret;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1184,16 +1417,20 @@ static size_t nla_len(const struct nlattr *a)
 	return a->nla_len - NLA_HDRLEN;
 }
 
-/* The expressions of one dumped rule equal the payload. */
-static bool nft_rule_equal(const struct nlmsghdr *nlh,
-			   const struct payload *pl)
+/*
+ * Call fn for each expression of one dumped rule (NFT_MSG_NEWRULE): name
+ * and info for nft_compat's, name NULL for the others. False when fn
+ * stopped or the rule has no expressions.
+ */
+static bool nft_rule_exts(const struct nlmsghdr *nlh, ext_fn *fn, void *ctx)
 {
 	const struct nlattr *tb[NFTA_RULE_MAX + 1], *etb[NFTA_EXPR_MAX + 1];
 	const struct nlattr *xtb[NFTA_TARGET_MAX + 1], *a;
 	const size_t hdr = NLMSG_LENGTH(sizeof(struct nfgenmsg));
-	unsigned int k = 0;
 	size_t left;
 
+	if (nlh->nlmsg_len < hdr)
+		return false;
 	nla_parse((const unsigned char *)nlh + hdr, nlh->nlmsg_len - hdr, tb,
 		  NFTA_RULE_MAX);
 	if (!tb[NFTA_RULE_EXPRESSIONS])
@@ -1202,71 +1439,151 @@ static bool nft_rule_equal(const struct nlmsghdr *nlh,
 	left = nla_len(tb[NFTA_RULE_EXPRESSIONS]);
 	while (left >= NLA_HDRLEN && a->nla_len >= NLA_HDRLEN &&
 	       a->nla_len <= left) {
-		const char *ename, *xname;
+		struct ext_seen x = { .name = NULL };
+		const char *ename = "";
 		uint32_t rev;
 
+		/* NFTA_MATCH_* have the numbers of NFTA_TARGET_* */
 		nla_parse(nla_data(a), nla_len(a), etb, NFTA_EXPR_MAX);
-		if (k >= pl->n || !etb[NFTA_EXPR_NAME] || !etb[NFTA_EXPR_DATA])
+		if (etb[NFTA_EXPR_NAME])
+			ename = nla_data(etb[NFTA_EXPR_NAME]);
+		x.target = !strcmp(ename, "target");
+		memset(xtb, 0, sizeof(xtb));
+		if ((x.target || !strcmp(ename, "match")) && etb[NFTA_EXPR_DATA])
+			nla_parse(nla_data(etb[NFTA_EXPR_DATA]),
+				  nla_len(etb[NFTA_EXPR_DATA]), xtb,
+				  NFTA_TARGET_MAX);
+		if (xtb[NFTA_TARGET_NAME] && xtb[NFTA_TARGET_REV] &&
+		    xtb[NFTA_TARGET_INFO] &&
+		    nla_len(xtb[NFTA_TARGET_REV]) == sizeof(rev)) {
+			memcpy(&rev, nla_data(xtb[NFTA_TARGET_REV]),
+			       sizeof(rev));
+			x.name = nla_data(xtb[NFTA_TARGET_NAME]);
+			x.rev = ntohl(rev);
+			x.info = nla_data(xtb[NFTA_TARGET_INFO]);
+			x.len = nla_len(xtb[NFTA_TARGET_INFO]);
+		}
+		if (!fn(ctx, &x))
 			return false;
-		ename = nla_data(etb[NFTA_EXPR_NAME]);
-		nla_parse(nla_data(etb[NFTA_EXPR_DATA]),
-			  nla_len(etb[NFTA_EXPR_DATA]), xtb, NFTA_TARGET_MAX);
-		if (!xtb[NFTA_TARGET_NAME] || !xtb[NFTA_TARGET_REV] ||
-		    !xtb[NFTA_TARGET_INFO])
-			return false;
-		xname = nla_data(xtb[NFTA_TARGET_NAME]);
-		memcpy(&rev, nla_data(xtb[NFTA_TARGET_REV]), sizeof(rev));
-		rev = ntohl(rev);
-		if (rev > 255 || strcmp(ename, pl->ext[k].target ? "target" : "match") ||
-		    !ext_equal(&pl->ext[k], pl->ext[k].target, xname, rev,
-			       nla_data(xtb[NFTA_TARGET_INFO]),
-			       nla_len(xtb[NFTA_TARGET_INFO])))
-			return false;
-		k++;
 		if ((size_t)NLA_ALIGN(a->nla_len) >= left)
 			break;
 		left -= NLA_ALIGN(a->nla_len);
 		a = (const void *)((const unsigned char *)a +
 				   NLA_ALIGN(a->nla_len));
 	}
-	return k == pl->n;
+	return true;
 }
 
-/* The chain's last rule, dumped with NFT_MSG_GETRULE, is the payload. */
-static bool nft_verify(int fd, uint8_t family, const struct payload *pl)
+/*
+ * Dump the rules of TABLE (and CHAIN, unless NULL) with NFT_MSG_GETRULE:
+ * rule_fn for each, in the kernel's order. 0 or -errno.
+ */
+static int nft_rules(int fd, uint8_t family, const char *table,
+		     const char *chain,
+		     void (*rule_fn)(void *ctx, const struct nlmsghdr *nlh),
+		     void *ctx)
 {
-	bool last_equal = false, done = false;
 	size_t m;
+	int ret;
 
 	nlb.len = 0;
 	m = nl_msg(&nlb, nft_type(NFT_MSG_GETRULE), NLM_F_DUMP, family, 0);
-	nla_str(&nlb, NFTA_RULE_TABLE, NFT_TABLE);
-	nla_str(&nlb, NFTA_RULE_CHAIN, NFT_CHAIN);
+	nla_str(&nlb, NFTA_RULE_TABLE, table);
+	if (chain)
+		nla_str(&nlb, NFTA_RULE_CHAIN, chain);
 	nl_msg_end(&nlb, m);
-	if (nl_send(fd, &nlb) < 0)
-		return false;
-	while (!done) {
+	ret = nl_send(fd, &nlb);
+	if (ret < 0)
+		return ret;
+	for (;;) {
 		ssize_t n = recv(fd, rxbuf, sizeof(rxbuf), 0);
 		struct nlmsghdr *nlh;
 		size_t left;
 
 		if (n < 0)
-			return false;
+			return -errno;
 		left = n;
 		for (nlh = (void *)rxbuf; NLMSG_OK(nlh, left);
 		     nlh = NLMSG_NEXT(nlh, left)) {
-			if (nlh->nlmsg_type == NLMSG_DONE ||
-			    nlh->nlmsg_type == NLMSG_ERROR) {
-				done = true;
-				if (nlh->nlmsg_type == NLMSG_ERROR)
-					last_equal = false;
-				break;
+			if (nlh->nlmsg_type == NLMSG_DONE)
+				return 0;
+			if (nlh->nlmsg_type == NLMSG_ERROR) {
+				const struct nlmsgerr *err = NLMSG_DATA(nlh);
+
+				return err->error ? err->error : -EBADMSG;
 			}
 			if (nlh->nlmsg_type == nft_type(NFT_MSG_NEWRULE))
-				last_equal = nft_rule_equal(nlh, pl);
+				rule_fn(ctx, nlh);
 		}
 	}
-	return last_equal;
+}
+
+/* nft_verify: whether the last rule dumped equals the payload. */
+struct nft_last {
+	const struct payload *pl;
+	bool equal;
+};
+
+static void nft_last_rule(void *ctx, const struct nlmsghdr *nlh)
+{
+	struct nft_last *last = ctx;
+	struct verify v = { .pl = last->pl };
+
+	last->equal = nft_rule_exts(nlh, verify_ext, &v) && v.k == v.pl->n;
+}
+
+/* The chain's last rule, dumped with NFT_MSG_GETRULE, is the payload. */
+static bool nft_verify(int fd, uint8_t family, const struct payload *pl)
+{
+	struct nft_last last = { .pl = pl };
+
+	return !nft_rules(fd, family, NFT_TABLE, NFT_CHAIN, nft_last_rule,
+			  &last) && last.equal;
+}
+
+static void nft_dump_rule(void *ctx, const struct nlmsghdr *nlh)
+{
+	nft_rule_exts(nlh, dump_ext, ctx);
+}
+
+/* A rule dump of a table that does not exist is empty: ask for it first. */
+static int nft_table_exists(int fd, uint8_t family, const char *table)
+{
+	size_t m;
+	ssize_t n;
+	int ret;
+
+	nlb.len = 0;
+	m = nl_msg(&nlb, nft_type(NFT_MSG_GETTABLE), 0, family, 0);
+	nla_str(&nlb, NFTA_TABLE_NAME, table);
+	nl_msg_end(&nlb, m);
+	ret = nl_send(fd, &nlb);
+	if (ret < 0)
+		return ret;
+	n = recv(fd, rxbuf, sizeof(rxbuf), 0);
+	if (n < 0)
+		return -errno;
+	if (n >= (ssize_t)NLMSG_HDRLEN &&
+	    ((struct nlmsghdr *)rxbuf)->nlmsg_type == nft_type(NFT_MSG_NEWTABLE))
+		return 0;
+	if (n >= (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)) &&
+	    ((struct nlmsghdr *)rxbuf)->nlmsg_type == NLMSG_ERROR &&
+	    ((struct nlmsgerr *)NLMSG_DATA(rxbuf))->error)
+		return ((struct nlmsgerr *)NLMSG_DATA(rxbuf))->error;
+	return -EBADMSG;
+}
+
+static int nft_dump(uint8_t family, const char *table)
+{
+	int fd = nft_open(), ret;
+
+	if (fd < 0)
+		return fd;
+	ret = nft_table_exists(fd, family, table);
+	if (!ret)
+		ret = nft_rules(fd, family, table, NULL, nft_dump_rule, NULL);
+	close(fd);
+	return ret;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1344,6 +1661,32 @@ static const char *errname(int err)
 	return s ? s : "unknown";
 }
 
+/* xt_hostile dump PATH TABLE */
+static int dump(enum path p, const char *table)
+{
+	struct legacy l = { .fd = -1 };
+	int ret;
+
+	if (path_legacy(p)) {
+		ret = legacy_open(&l, path_ipv6(p));
+		if (!ret)
+			ret = legacy_dump(&l, table);
+		if (l.fd >= 0)
+			close(l.fd);
+	} else {
+		ret = nft_dump(path_ipv6(p) ? NFPROTO_IPV6 : NFPROTO_IPV4,
+			       table);
+	}
+	if (fflush(stdout) || ferror(stdout))
+		ret = ret < 0 ? ret : -EIO;
+	if (ret < 0) {
+		fprintf(stderr, "xt_hostile: dump %s %s: %s\n", path_names[p],
+			table, strerror(-ret));
+		return 1;
+	}
+	return 0;
+}
+
 static struct payload pl;
 static unsigned int step = 1;
 
@@ -1359,7 +1702,7 @@ static unsigned int run_path(enum path p, struct klog *klog)
 
 		ret = legacy_open(&l, path_ipv6(p));
 		if (!ret)
-			ret = legacy_info(&l, &info);
+			ret = legacy_info(&l, LEGACY_TABLE, &info);
 	} else {
 		fd = nft_open();
 		ret = fd < 0 ? fd : nft_setup(fd, family);
@@ -1429,6 +1772,14 @@ int main(int argc, char **argv)
 	unsigned int total = 0;
 	int a, p;
 
+	if (argc > 1 && !strcmp(argv[1], "dump")) {
+		for (p = 0; argc == 4 && p < NR_PATHS; p++)
+			if (!strcmp(argv[2], path_names[p]))
+				return dump(p, argv[3]);
+		fprintf(stderr, "usage: %s dump legacy4|legacy6|nft4|nft6 TABLE\n",
+			argv[0]);
+		return 2;
+	}
 	for (a = 1; a < argc; a++) {
 		if (!strcmp(argv[a], "-s") && a + 1 < argc) {
 			step = strtoul(argv[++a], NULL, 0);
@@ -1440,8 +1791,9 @@ int main(int argc, char **argv)
 			if (!strcmp(argv[a], path_names[p]))
 				break;
 		if (p == NR_PATHS) {
-			fprintf(stderr, "usage: %s [-s STEP] [legacy4|legacy6|nft4|nft6]...\n",
-				argv[0]);
+			fprintf(stderr, "usage: %s [-s STEP] [legacy4|legacy6|nft4|nft6]...\n"
+				"       %s dump legacy4|legacy6|nft4|nft6 TABLE\n",
+				argv[0], argv[0]);
 			return 2;
 		}
 		want[p] = true;
