@@ -13,6 +13,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/module.h>
+#include <linux/ratelimit.h>
 #include <linux/skbuff.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
@@ -150,6 +151,15 @@ connmark_tg_v3(struct sk_buff *skb, const struct xt_action_param *par)
 	return connmark_tg_apply(skb, par, par->targinfo);
 }
 
+/* One rate limit per invalid field, so that a flood of one kind of bad rule
+ * does not hide the message of another.
+ */
+static struct ratelimit_state connmark_check_rs[CONNMARK_TGINFO_STATEMASK + 1] = {
+	[0 ... CONNMARK_TGINFO_STATEMASK] =
+		RATELIMIT_STATE_INIT(connmark_check_rs, DEFAULT_RATELIMIT_INTERVAL,
+				     DEFAULT_RATELIMIT_BURST),
+};
+
 /* Validate every field before taking any reference, so that a rejected rule
  * leaves nothing to release. The rules are connmark_tginfo_check()'s, which
  * the iptables plugin applies too.
@@ -160,12 +170,12 @@ static int connmark_tg_check_info(const struct xt_tgchk_param *par,
 	enum connmark_tginfo_field bad = connmark_tginfo_check(info);
 
 	if (bad != CONNMARK_TGINFO_VALID) {
-		pr_info_ratelimited("revision %u: invalid %s: func %u mode %u shift_dir %u shift_bits %u ctmark 0x%x ctmask 0x%x\n",
-				    par->target->revision,
-				    connmark_tginfo_field_name(bad), info->func,
-				    info->mode, info->shift_dir,
-				    info->shift_bits, info->ctmark,
-				    info->ctmask);
+		if (__ratelimit(&connmark_check_rs[bad]))
+			pr_info("revision %u: invalid %s: func %u mode %u shift_dir %u shift_bits %u ctmark 0x%x ctmask 0x%x\n",
+				par->target->revision,
+				connmark_tginfo_field_name(bad), info->func,
+				info->mode, info->shift_dir, info->shift_bits,
+				info->ctmark, info->ctmask);
 		return -EINVAL;
 	}
 	return connmark_netns_get(par->net, par->family);

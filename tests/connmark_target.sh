@@ -27,10 +27,12 @@
 # value is computed here with bash arithmetic from the documented semantics,
 # never taken from the module.
 #
-# Shifting by 32 bits must be refused by the module's checkentry (EINVAL):
-# iptables fails and no rule is added. Kernels without that validation (every
-# upstream release up to 6.12) accept it and fail that check. Invalid shift
-# directions or modes cannot be expressed with iptables and are not tested.
+# Shifting by 32 bits is refused by our plugin when it parses the option,
+# and by the module's checkentry (EINVAL) when Debian's plugin, which
+# accepts 32, sends it: iptables fails and no rule is added. Kernels without
+# that validation (every upstream release up to 6.12) accept it and fail
+# that check. Invalid shift directions or modes cannot be expressed with
+# iptables and are not tested.
 
 # shellcheck disable=SC2317 # the checks run from for_each_backend_family
 set -u
@@ -322,17 +324,26 @@ run_batch()
 	unload_all
 }
 
-# check_shift_rejected OPTION: a 32-bit shift is refused by the kernel.
+# check_shift_rejected OPTION: a 32-bit shift is refused by our plugin and,
+# sent by Debian's, by the kernel.
 check_shift_rejected()
 {
 	local what="$BACKEND IPv$FAM CONNMARK --set-xmark 0x1 $1 32" err rules
+	local distro
 
 	batch_failed=false
+	distro=$(pkg-config --variable=xtlibdir xtables)
 	if err=$(ipt -t mangle -A PREROUTING -i veth0 \
 			-j CONNMARK --set-xmark 0x1 "$1" 32 2>&1); then
-		fail "$what: iptables exit status, want non-zero (EINVAL from checkentry), got 0"
+		fail "$what: our plugin accepted it, want 'out of range (0-31)'"
+	elif [[ "$err" != *"out of range (0-31)"* ]]; then
+		fail "$what: our plugin's error, want 'out of range (0-31)', got: $err"
+	fi
+	if err=$(XTABLES_LIBDIR=$distro ipt -t mangle -A PREROUTING -i veth0 \
+			-j CONNMARK --set-xmark 0x1 "$1" 32 2>&1); then
+		fail "$what: with Debian's plugin, iptables exit status, want non-zero (EINVAL from checkentry), got 0"
 	elif [[ "$err" != *"Invalid argument"* ]]; then
-		fail "$what: error, want EINVAL (Invalid argument) from the kernel, got: $err"
+		fail "$what: with Debian's plugin, want EINVAL (Invalid argument) from the kernel, got: $err"
 	fi
 	rules=$(ipt -t mangle -S PREROUTING 2>/dev/null)
 	[[ "$rules" != *CONNMARK* ]] ||
@@ -341,7 +352,7 @@ check_shift_rejected()
 		dump_xt_state "$nsrouter" "$IPT" mangle
 		ipt -t mangle -F PREROUTING
 	else
-		echo "PASS: $what: rejected with EINVAL, nothing added"
+		echo "PASS: $what: refused by our plugin, and by the kernel (EINVAL) from Debian's, nothing added"
 	fi
 }
 

@@ -93,7 +93,11 @@ static bool verbose;
 static void fuzz_exit_err(enum xtables_exittype status, const char *msg, ...)
 	__attribute__((noreturn, format(printf, 2, 3)));
 
-/* Every revision is there, as for iptables-translate. */
+/*
+ * Every revision is there, as for iptables-translate. The parameters are
+ * those of xtables_globals.compat_rev.
+ */
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters)
 static int fuzz_compat_rev(const char *name, uint8_t rev, int opt)
 {
 	return 1;

@@ -1,9 +1,10 @@
 # CONNMARK target, revisions 1 to 3: rule;expected-save-or-=;OK|FAIL
 # Expected save text is upstream's canonical form (facts section 5), or
 # OpenWrt's for revision 3's --set-dscpmark.
-# A fourth field OURS marks a rule that only ours refuses: Debian's plugins
-# accept a shift by 32 bits, which the kernel refuses since the July 2026
-# check (and ours always has); the differential leaves these lines out.
+# A fourth field OURS marks a line where ours differs from Debian's plugins
+# on purpose: ours refuses a shift by 32 bits, which theirs accepts and the
+# kernel refuses (ours always, upstream since July 2026), so the range its
+# errors name is 0-31, not 0-32; the differential leaves these lines out.
 # A fourth field REV3 marks a rule of revision 3 only (--set-dscpmark):
 # where the kernel has no CONNMARK revision 3, iptables uses revision 2,
 # whose parser refuses the option by name, so the rule must fail (even an
@@ -74,17 +75,17 @@
 -j CONNMARK --save-mark --left-shift-mark 1;-j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff --left-shift-mark 1;OK
 -j CONNMARK --save-mark --left-shift-mark 31;-j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff --left-shift-mark 31;OK
 -j CONNMARK --save-mark --left-shift-mark 32;;FAIL;OURS
--j CONNMARK --save-mark --left-shift-mark 33;;FAIL
--j CONNMARK --save-mark --left-shift-mark 256;;FAIL
--j CONNMARK --save-mark --left-shift-mark -1;;FAIL
--j CONNMARK --save-mark --left-shift-mark foo;;FAIL
+-j CONNMARK --save-mark --left-shift-mark 33;;FAIL;OURS
+-j CONNMARK --save-mark --left-shift-mark 256;;FAIL;OURS
+-j CONNMARK --save-mark --left-shift-mark -1;;FAIL;OURS
+-j CONNMARK --save-mark --left-shift-mark foo;;FAIL;OURS
 -j CONNMARK --save-mark --left-shift-mark;;FAIL
 -j CONNMARK --restore-mark --right-shift-mark 0;-j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff;OK
 -j CONNMARK --restore-mark --right-shift-mark 1;-j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff --right-shift-mark 1;OK
 -j CONNMARK --restore-mark --right-shift-mark 31;-j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff --right-shift-mark 31;OK
 -j CONNMARK --restore-mark --right-shift-mark 32;;FAIL;OURS
--j CONNMARK --restore-mark --right-shift-mark 33;;FAIL
--j CONNMARK --restore-mark --right-shift-mark -1;;FAIL
+-j CONNMARK --restore-mark --right-shift-mark 33;;FAIL;OURS
+-j CONNMARK --restore-mark --right-shift-mark -1;;FAIL;OURS
 -j CONNMARK --save-mark --mask 0xff00 --right-shift-mark 8;-j CONNMARK --save-mark --nfmask 0xff00 --ctmask 0xff00 --right-shift-mark 8;OK
 -j CONNMARK --restore-mark --nfmask 0xff --ctmask 0xff00 --left-shift-mark 8;-j CONNMARK --restore-mark --nfmask 0xff --ctmask 0xff00 --left-shift-mark 8;OK
 -j CONNMARK --set-xmark 0x23/0x63 --right-shift-mark 5;=;OK
