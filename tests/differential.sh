@@ -44,9 +44,9 @@
 #   direction, are refused by ours only; programs shift by 0 to 31;
 # - template conntracks: no -j CT rule in the raw table, so CONNMARK never
 #   meets a template.
-# Revision 3 exists only in ours: with our plugins, iptables uses revision 3
-# with our module and revision 2 with Debian's (the same rule as a user
-# writes it); with Debian's plugins both use revision 2.
+# Every rule of a program goes to both modules as revision 2, with our
+# plugins as with Debian's (ours sends revision 3 only for --set-dscpmark,
+# which the programs do not use).
 #
 # A mismatch prints the seed and program, then shrinks the first mismatching
 # program (dropping rules and flows while the difference persists, up to
