@@ -136,6 +136,24 @@ kernel_revisions()
 		sed -n 's/^CONNMARK //p'
 }
 
+# check_phase PHASE REV: the kernel holds the restore and save rules as
+# revision REV (func 0) and the --set-dscpmark rule as revision 3; new
+# connections get their marks.
+check_phase()
+{
+	local want got
+
+	want="rev $2 $(tginfo 0 0xffffffff 0xffffffff 0 0 2 0)
+rev $2 $(tginfo 0 0xffffffff 0xffffffff 0 0 1 0)
+rev 3 $(tginfo 0xfc000000 0x01000000 0xffffffff 0 26 0 2)"
+	got=$(kernel_revisions)
+	[ "$got" = "$want" ] ||
+		fail "$WHAT $1: CONNMARK in the kernel, want '${want//$'\n'/; }', got '${got//$'\n'/; }'"
+	ip netns exec "$nsrouter" conntrack -F >/dev/null 2>&1
+	connect
+	check_marks "$1"
+}
+
 check_backend_family()
 {
 	local saved want got
@@ -154,15 +172,7 @@ check_backend_family()
 	# 1. OpenWrt's userspace.
 	router_rules | router "$OPENWRT" "$IPT-restore" ||
 		fail "$WHAT: the OpenWrt-style plugin's rules did not load"
-	want="rev 3 $(tginfo 0 0xffffffff 0xffffffff 0 0 2 0)
-rev 3 $(tginfo 0 0xffffffff 0xffffffff 0 0 1 0)
-rev 3 $(tginfo 0xfc000000 0x01000000 0xffffffff 0 26 0 2)"
-	got=$(kernel_revisions)
-	[ "$got" = "$want" ] ||
-		fail "$WHAT: OpenWrt-style rules in the kernel, want '${want//$'\n'/; }', got '${got//$'\n'/; }'"
-	ip netns exec "$nsrouter" conntrack -F >/dev/null 2>&1
-	connect
-	check_marks "OpenWrt's rules"
+	check_phase "OpenWrt's rules" 3
 
 	# 2. Our plugin saves and restores them.
 	saved=$(router "$OURS" "$IPT-save" -t mangle)
@@ -174,15 +184,7 @@ rev 3 $(tginfo 0xfc000000 0x01000000 0xffffffff 0 26 0 2)"
 		fail "$WHAT: our save of OpenWrt's rules, want '${want//$'\n'/; }', got '${got//$'\n'/; }'"
 	router "$OURS" "$IPT-restore" <<<"$saved" ||
 		fail "$WHAT: our iptables-restore of our save failed"
-	want="rev 2 $(tginfo 0 0xffffffff 0xffffffff 0 0 2 0)
-rev 2 $(tginfo 0 0xffffffff 0xffffffff 0 0 1 0)
-rev 3 $(tginfo 0xfc000000 0x01000000 0xffffffff 0 26 0 2)"
-	got=$(kernel_revisions)
-	[ "$got" = "$want" ] ||
-		fail "$WHAT: restored by ours, want '${want//$'\n'/; }', got '${got//$'\n'/; }'"
-	ip netns exec "$nsrouter" conntrack -F >/dev/null 2>&1
-	connect
-	check_marks "restored by our plugin"
+	check_phase "restored by our plugin" 2
 
 	if $batch_failed; then
 		dump_xt_state "$nsrouter" "$IPT"

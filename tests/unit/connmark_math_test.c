@@ -21,10 +21,10 @@
 #include <stdio.h>
 #include <linux/types.h>
 
+#include "tap.h"
 #include "xt_connmark.h"
 #include "connmark_math.h"
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define RANDOM_ITERATIONS 100000
 #define MAX_REPORTS 5
 
@@ -203,7 +203,6 @@ static __u32 impl_apply(int mode, const struct args *a)
 
 /* ---- checking and reporting ---- */
 
-static unsigned int failures;	/* in the current test */
 
 static void expect(const char *what, const struct args *a, __u32 got,
 		   __u32 want)
@@ -861,10 +860,7 @@ static void test_dscp_random(void)
 	}
 }
 
-static const struct {
-	void (*run)(void);
-	const char *name;
-} tests[] = {
+static const struct unit_test tests[] = {
 	{ test_abi,
 	  "ABI struct sizes, offsets and enum values match upstream" },
 	{ test_shift_vecs,
@@ -921,17 +917,5 @@ static const struct {
 
 int main(void)
 {
-	unsigned int failed = 0;
-	size_t i;
-
-	printf("1..%zu\n", ARRAY_SIZE(tests));
-	for (i = 0; i < ARRAY_SIZE(tests); i++) {
-		failures = 0;
-		tests[i].run();
-		printf("%s %zu - %s\n", failures ? "not ok" : "ok", i + 1,
-		       tests[i].name);
-		if (failures)
-			failed++;
-	}
-	return failed ? 1 : 0;
+	return tap_run(tests, ARRAY_SIZE(tests));
 }

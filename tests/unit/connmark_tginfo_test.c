@@ -17,13 +17,12 @@
 #include <string.h>
 #include <linux/types.h>
 
+#include "tap.h"
 #include "xt_connmark.h"
 #include "connmark_tginfo.h"
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_REPORTS 5
 
-static unsigned int failures;	/* in the current test */
 
 static void expect_eq(const char *what, unsigned long got, unsigned long want)
 {
@@ -296,10 +295,7 @@ static void test_field_names(void)
 	}
 }
 
-static const struct {
-	void (*run)(void);
-	const char *name;
-} tests[] = {
+static const struct unit_test tests[] = {
 	{ test_widen_v1, "widen: revision 1 layout, no shift, func VALUE" },
 	{ test_widen_v2, "widen: revision 2 layout, func VALUE, padding ignored" },
 	{ test_widen_v3, "widen: revision 3 read as it is (func 0 kept)" },
@@ -313,17 +309,5 @@ static const struct {
 
 int main(void)
 {
-	unsigned int failed = 0;
-	size_t i;
-
-	printf("1..%zu\n", ARRAY_SIZE(tests));
-	for (i = 0; i < ARRAY_SIZE(tests); i++) {
-		failures = 0;
-		tests[i].run();
-		printf("%s %zu - %s\n", failures ? "not ok" : "ok", i + 1,
-		       tests[i].name);
-		if (failures)
-			failed++;
-	}
-	return failed ? 1 : 0;
+	return tap_run(tests, ARRAY_SIZE(tests));
 }
