@@ -73,10 +73,10 @@ DEB_TREE = $(DEB_OUT)/xt-connmark-$(VERSION)
 # What the Debian packages are built from (not build products).
 DIST_FILES = Makefile Kbuild dkms.conf LICENSE README.md $(MANPAGE) \
 	$(wildcard include/*.h kmod/Kbuild kmod/*.c kmod/*.h \
-		libxt/Makefile libxt/*.c debian/control debian/copyright \
-		debian/rules debian/source/format debian/*.dkms \
-		debian/*.install debian/*.preinst debian/*.postrm \
-		debian/*.lintian-overrides debian/*.manpages)
+		libxt/Makefile libxt/*.c libxt/xtables-connmark-rules \
+		debian/control debian/copyright debian/rules debian/source/format \
+		debian/*.dkms debian/*.install debian/*.preinst debian/*.prerm \
+		debian/*.postrm debian/*.lintian-overrides debian/*.manpages)
 
 .PHONY: all module plugins unit check demo check-cookbook check-install \
 	check-debug lifecycle differential bench fuzz clean dkms-source \
@@ -210,10 +210,13 @@ install: plugins
 
 # A plugin is removed when it is ours: locally diverted, or (no dpkg, or
 # DESTDIR) simply there. A file of a package that nobody diverted is the
-# distribution's own and stays.
+# distribution's own and stays. First, on the machine itself, the loaded
+# --set-dscpmark rules are listed on stderr, while our plugins can still
+# read them: the distribution's have no revision 3.
 uninstall:
 	@test -n "$(XTLIBDIR)" || { echo "uninstall: no xtables plugin" \
 		"directory: install libxtables-dev (pkg-config xtables)"; exit 1; }
+	@[ -n "$(DESTDIR)" ] || sh libxt/xtables-connmark-rules
 	@set -e; for p in $(PLUGINS); do f=$(XTLIBDIR)/$$p; \
 		if ! $(divert); then echo "rm -f $(DESTDIR)$$f"; \
 			rm -f $(DESTDIR)$$f; continue; fi; \

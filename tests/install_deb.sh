@@ -14,10 +14,20 @@
 #      "-m connmark --mark 0x2a" counter in mangle OUTPUT autoload our module
 #      (version, updates/), iptables -S lists them, and a ping gets its
 #      connection marked 42 (conntrack -L) and counted by the match
-#   3. namespace gone, dpkg --purge of both: no DKMS state or module in
-#      updates/, no diversion, the distribution's plugins back byte for byte
-#      (sha256); rmmod; the same rule autoloads the kernel's own module
-#   4. the runner's module is insmod'ed again
+#   3. with rules loaded (install_lib.sh's RULESET, every kind of CONNMARK
+#      rule and connmark match, and one --set-dscpmark rule, per backend
+#      and family, one namespace per backend), dpkg --purge of both: no
+#      DKMS state or module in updates/, no diversion, the distribution's
+#      plugins back byte for byte (sha256); the prerm named each
+#      --set-dscpmark rule on stderr (xtables-connmark-rules); the
+#      distribution's iptables-save prints that rule as "[unsupported
+#      revision]" (legacy) or as another rule (nft), every other rule as
+#      ours did, and saves the rest after -D of that rule
+#   4. namespaces gone, rmmod; a plain CONNMARK rule autoloads the kernel's
+#      own module; a reboot-equivalent without the packages: in fresh
+#      namespaces, with that module, each of those saves restores with the
+#      distribution's iptables-restore to the same rules
+#   5. the runner's module is insmod'ed again
 #
 # That an iptables upgrade keeps our plugins is install_plugins.sh's: dpkg
 # treats a package's diversion and a local one alike, and every dpkg run
@@ -43,6 +53,7 @@ install_env_ok || exit "$ksft_skip"
 checktool "dpkg --version" "run test without dpkg"
 checktool "dkms --version" "run test without dkms"
 checktool "iptables --version" "run test without iptables"
+require_xt_tools "diff --version" "cmp --version"
 checktool "conntrack --version" "run test without conntrack"
 checktool "ping -V" "run test without ping"
 checktool "test -n '$XTLIBDIR'" "find the xtables directory (pkg-config xtables)"
@@ -67,12 +78,13 @@ cleanup()
 	fi
 	restore_man_db
 	restore_module || exit "$ksft_fail"
-	rm -f "$log"
+	rm -rf "$log" "$err" "$RULES_DIR"
 }
 trap cleanup EXIT
 
 ret=0
 log=$(mktemp)
+err=$(mktemp)
 skip_man_db
 link_headers || exit "$ksft_fail"
 hide_modules || exit "$ksft_fail"
@@ -154,8 +166,20 @@ else
 fi
 cleanup_all_ns
 
-timed_step "dpkg --purge of both packages (DKMS removal)" \
-	dpkg --purge "$PLUGINS_PKG" "$DKMS_PKG" || ret=1
+# The rules loaded at the removal, read by our plugins.
+rules_namespaces || exit "$ksft_fail"
+rules_load dscp ours "dpkg -i"
+
+# purge: dpkg --purge of both packages, its stderr into $err.
+# shellcheck disable=SC2317 # called through timed_step
+purge()
+{
+	dpkg --purge "$PLUGINS_PKG" "$DKMS_PKG" 2>"$err"
+}
+if ! timed_step "dpkg --purge of both packages (DKMS removal)" purge; then
+	cat "$err"
+	ret=1
+fi
 after=$(sha256_of "${PLUGIN_FILES[@]}" "${PLUGIN_FILES[@]/%/.distrib}")
 want=$(printf '%s\n' "$before"; printf 'missing %s\n' "${PLUGIN_FILES[@]/%/.distrib}")
 diversions=$(dpkg-divert --list "$XTLIBDIR/libxt_*")
@@ -167,7 +191,23 @@ elif ! dkms_gone "dpkg --purge"; then
 else
 	echo "PASS: dpkg --purge: the distribution's plugins are back byte for byte, no DKMS module"
 fi
+
+# The rules it left, read by the distribution's plugins.
+rc=$ret
+rules_after_removal "$err" "dpkg --purge"
+[ "$ret" -eq "$rc" ] && echo "PASS: dpkg --purge names each --set-dscpmark rule; the distribution's iptables-save reads every other rule as ours did"
+cleanup_all_ns
 in_tree_autoloads || ret=1
+
+# A reboot-equivalent without the packages: no rules, the kernel's own
+# module (in_tree_autoloads loaded it).
+cleanup_all_ns
+rules_namespaces || exit "$ksft_fail"
+rc=$ret
+rules_restored "dpkg --purge"
+loaded_is in-tree || ret=1
+[ "$ret" -eq "$rc" ] && echo "PASS: after a reboot-equivalent, the kernel's own module and the distribution's iptables-restore restore each save to the same rules"
+cleanup_all_ns
 
 [ "$ret" -eq 0 ] && echo "PASS: the Debian packages install and purge cleanly on $KREL"
 exit "$ret"

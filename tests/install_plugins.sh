@@ -13,8 +13,17 @@
 #      connmark rule
 #   3. dpkg -i of the installed iptables version's package (what an upgrade
 #      does): ours stay, .distrib holds the package's files
-#   4. make uninstall: the distribution's files are back byte for byte, no
-#      diversion, no .distrib, no man page
+#   4. make uninstall with rules loaded (install_lib.sh's RULESET, every
+#      kind of CONNMARK rule and connmark match, and one --set-dscpmark
+#      rule, per backend and family, one namespace per backend): the
+#      distribution's files are back byte for byte, no diversion, no
+#      .distrib, no man page; make uninstall's stderr names each
+#      --set-dscpmark rule (libxt/xtables-connmark-rules); the
+#      distribution's iptables-save prints that rule as "[unsupported
+#      revision]" (legacy) or as another rule (nft), every other rule as
+#      ours did; after -D of that rule, its save restores, after a
+#      reboot-equivalent (fresh namespaces, our module loaded anew), with
+#      the distribution's iptables-restore to the same rules
 #   5. make install DESTDIR=...: files in DESTDIR only, no diversion
 #
 # Runs in the VM only (tests/run.sh), where the root is a throw-away overlay.
@@ -30,6 +39,7 @@ install_env_ok || exit "$ksft_skip"
 checktool "make --version" "run test without make"
 checktool "dpkg-divert --version" "run test without dpkg-divert"
 checktool "iptables --version" "run test without iptables"
+require_xt_tools "diff --version" "cmp --version"
 checktool "man --version" "run test without man"
 checktool "test -n '$XTLIBDIR'" "find the xtables directory (pkg-config xtables)"
 
@@ -41,12 +51,13 @@ cleanup()
 		make -s -C "$REPO_DIR" uninstall >/dev/null 2>&1
 	fi
 	restore_man_db
-	rm -rf "$destdir" "$log"
+	rm -rf "$destdir" "$log" "$err" "$RULES_DIR"
 }
 trap cleanup EXIT
 
 ret=0
 log=$(mktemp)
+err=$(mktemp)
 destdir=$(mktemp -d)
 skip_man_db
 before=$(sha256_of "${PLUGIN_FILES[@]}")
@@ -126,9 +137,13 @@ else
 	[ "$ret" -eq "$rc" ] && echo "PASS: reinstalling iptables keeps our plugins"
 fi
 
-if ! make -C "$REPO_DIR" uninstall >"$log" 2>&1; then
+# The rules loaded at the uninstall, read by our plugins.
+rules_namespaces || exit "$ksft_fail"
+rules_load dscp ours "make install"
+
+if ! make -C "$REPO_DIR" uninstall >"$log" 2>"$err"; then
 	echo "FAIL: make uninstall"
-	cat "$log"
+	cat "$log" "$err"
 	ret=1
 fi
 rc=$ret
@@ -143,6 +158,19 @@ if [ -e /usr/local/share/man/man8/xt_connmark.8 ]; then
 	ret=1
 fi
 [ "$ret" -eq "$rc" ] && echo "PASS: make uninstall: the distribution's plugins are back byte for byte"
+
+# The rules it left, read by the distribution's plugins.
+rc=$ret
+rules_after_removal "$err" "make uninstall"
+[ "$ret" -eq "$rc" ] && echo "PASS: make uninstall names each --set-dscpmark rule; the distribution's iptables-save reads every other rule as ours did"
+# A reboot-equivalent: no rules, our module loaded anew (make uninstall
+# leaves the module alone).
+restore_module || ret=1
+rules_namespaces || exit "$ksft_fail"
+rc=$ret
+rules_restored "make uninstall"
+[ "$ret" -eq "$rc" ] && echo "PASS: after a reboot-equivalent, the distribution's iptables-restore restores each of its saves to the same rules"
+cleanup_all_ns
 
 if ! make -C "$REPO_DIR" install DESTDIR="$destdir" PREFIX=/usr >"$log" 2>&1; then
 	echo "FAIL: make install DESTDIR=$destdir"
