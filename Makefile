@@ -3,13 +3,20 @@
 # xt_connmark: an out-of-tree CONNMARK target and connmark match.
 #
 #   make            module (KDIR=<kernel build dir>) and iptables plugins
-#   make check      install what is missing, unit tests, VM tests on 6.1/6.12
+#   make check      install what is missing, the host checks (check-host),
+#                   then the VM tests on 6.1/6.12 and the debug kernel
+#   make check-host the host part of make check alone, no VM: unit tests,
+#                   builds, static analysis, fuzz smoke run, packages
 #   make demo       boot a VM and run the how-to's basic example
 #   make check-cookbook, check-install   docs/cookbook.md's recipes, and the
 #                   DKMS, plugin and .deb installs, alone (SERIES= kernels,
 #                   default "6.1 6.12"; make check runs them too)
 #   make check-debug   the longer set on the KASAN/lockdep/kmemleak/UBSAN
-#                   kernel of ../shared/debug-kernel
+#                   kernel (XTCM_DEBUG_KERNEL_DIR, else ../shared/debug-kernel,
+#                   else make debug-kernel's)
+#   make debug-kernel  build that kernel from Debian's linux-source-6.1 with
+#                   tests/vm/debug-kernel.config into .cache/debug-kernel
+#                   (hours)
 #   make lifecycle  100 load/use/unload cycles
 #   make differential   DIFF_PROGRAMS (default 1000) random rule programs
 #                   per kernel, ours against the kernel's own xt_connmark
@@ -78,9 +85,9 @@ DIST_FILES = Makefile Kbuild dkms.conf LICENSE README.md $(MANPAGE) \
 		debian/*.dkms debian/*.install debian/*.preinst debian/*.prerm \
 		debian/*.postrm debian/*.lintian-overrides debian/*.manpages)
 
-.PHONY: all module plugins unit check demo check-cookbook check-install \
-	check-debug lifecycle differential bench fuzz clean dkms-source \
-	dkms-install dkms-uninstall install uninstall deb
+.PHONY: all module plugins unit check check-host demo check-cookbook \
+	check-install check-debug debug-kernel lifecycle differential bench \
+	fuzz clean dkms-source dkms-install dkms-uninstall install uninstall deb
 
 all: module plugins
 
@@ -98,9 +105,14 @@ plugins:
 unit:
 	$(MAKE) -C tests unit
 
+# check runs the host part (check-host's) first, then the VMs.
 check:
 	tests/deps.sh
 	tests/run.sh
+
+check-host:
+	tests/deps.sh
+	tests/run.sh --host-only
 
 demo:
 	tests/deps.sh
@@ -121,6 +133,10 @@ check-debug:
 	XTCM_SERIES=debug XTCM_TEST_TIMEOUT=3600 XTCM_HOSTILE_STEP=1 \
 		XTCM_LIFECYCLE_CYCLES=5 XTCM_STRESS_SECONDS=60 \
 		tests/run.sh $$($(MAKE) -s -C tests print-DEBUG_PROGS)
+
+# Installs what it needs itself; nothing is done when it is up to date.
+debug-kernel:
+	tests/vm/build-debug-kernel.sh
 
 lifecycle:
 	tests/deps.sh

@@ -1,14 +1,17 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Install the Debian packages that building and testing need, once: nothing
-# is done when they are all present.
+# Install the Debian packages that building and testing need on a bare
+# Debian 12 (a debootstrap minbase), once: nothing is done when they are all
+# present. Not root: through sudo.
 
 set -u
 
 packages=(
-	# build: module, plugins, unit tests
-	make gcc libc6-dev pkg-config libxtables-dev dwarves sparse
+	# build: module, plugins, unit tests; build-essential is also what
+	# dpkg-buildpackage (make deb) checks for
+	build-essential make gcc libc6-dev pkg-config libxtables-dev dwarves
+	sparse
 	# kernels and the VM
 	apt-utils dpkg kmod file cpio gzip xz-utils zstd busybox-static
 	qemu-system-x86
@@ -38,7 +41,9 @@ for pkg in "${packages[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
 echo "deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq &&
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends "${missing[@]}" >/dev/null

@@ -9,12 +9,22 @@
 # One TAP line per test and per kernel, then "N passed, N failed, N skipped".
 # With CI=true a skipped test fails the run.
 #
-# Usage: run.sh [--demo] [TEST...]
+# Every test counts by its exit status: a host step, a unit test binary
+# (which must also print its TAP plan and as many results), a script in the
+# VM, the VM itself (it must finish), its kernel log.
+#
+# Usage: run.sh [--demo | --host-only] [TEST...]
+#   --demo       boot the first series only and run tests/demo.sh (make demo)
+#   --host-only  the host part alone, no VM (make check-host): unit tests,
+#                builds, static analysis, the fuzz smoke run, the packages
+#                and the module builds for each kernel
 # Environment: XTCM_SERIES (default "6.1 6.12 debug"; "debug" is the KASAN
-# kernel of shared/debug-kernel), XTCM_FLAVOURS (build-only
-# flavours, default "rt-amd64"), XTCM_TEST_TIMEOUT (s, default 1800),
-# XTCM_OUT (results and module builds, default tests/out), XTCM_JOBS (VMs
-# at once, default all of them).
+# kernel, see tests/vm/fetch-kernel.sh: XTCM_DEBUG_KERNEL_DIR, else
+# ../shared/debug-kernel, else make debug-kernel's; with none, the debug
+# lane is one skipped test), XTCM_FLAVOURS (build-only flavours, default
+# "rt-amd64"), XTCM_TEST_TIMEOUT (s, default 1800), XTCM_UNIT_TIMEOUT (s
+# per unit test binary, default 600), XTCM_OUT (results and module builds,
+# default tests/out), XTCM_JOBS (VMs at once, default all of them).
 
 set -u
 set -o pipefail
@@ -26,12 +36,24 @@ build_flavours=${XTCM_FLAVOURS-rt-amd64}
 test_timeout=${XTCM_TEST_TIMEOUT:-1800}
 version=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' dkms.conf)
 outdir=${XTCM_OUT:-$repo/tests/out}
+unit_timeout=${XTCM_UNIT_TIMEOUT:-600}
 demo=false
+host_only=false
 iptables_deb=""
-if [ "${1:-}" = --demo ]; then
+case ${1:-} in
+--demo)
 	demo=true
 	shift
-fi
+	;;
+--host-only)
+	host_only=true
+	shift
+	;;
+-*)
+	echo "usage: run.sh [--demo | --host-only] [TEST...]" >&2
+	exit 2
+	;;
+esac
 tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
 	read -ra tests <<<"$(make -s -C tests print-TEST_PROGS)"
@@ -46,8 +68,9 @@ passed=0
 failed=0
 skipped=0
 
-# result RC NAME [LOG]: one TAP line; RC 0 pass, 4 skip, else fail. A failure
-# shows the end of LOG.
+# result RC NAME [LOG]: one TAP line; RC 0 pass, 4 skip, another number a
+# failure with that exit status, a word (fail) a failure that has none. A
+# failure shows the end of LOG.
 result()
 {
 	local rc=$1 name=$2 log=${3:-}
@@ -64,7 +87,11 @@ result()
 		;;
 	*)
 		failed=$((failed + 1))
-		echo "not ok $count - $name (exit $rc)"
+		if [[ $rc =~ ^[0-9]+$ ]]; then
+			echo "not ok $count - $name (exit $rc)"
+		else
+			echo "not ok $count - $name"
+		fi
 		[ -n "$log" ] && [ -f "$log" ] && tail -n 40 "$log" | sed 's/^/#   /'
 		;;
 	esac
@@ -83,22 +110,65 @@ run_logged()
 	return "$rc"
 }
 
-# unit_tests: every TAP line of every unit test binary counts.
+# unit_tests: every binary of tests/Makefile's UNIT_TESTS, each under
+# a timeout: every TAP result line counts, and one more line per binary
+# checks the binary itself: its plan ("1..N"), as many results as planned,
+# and exit status 0. A crash (an ASan report), an abort
+# or a non-zero exit fails that line, whatever the lines before it said.
 unit_tests()
 {
-	local bin line log lines
+	local bin name log rc line plan n why
+	local -a bins lines
 
 	run_logged "unit: build" make -C tests unit || return
-	for bin in $(make -s -C tests print-UNIT_TESTS); do
-		log=$outdir/host/$(basename "$bin").log
-		"tests/$bin" >"$log" 2>&1
+	read -ra bins <<<"$(make -s -C tests print-UNIT_TESTS)"
+	if [ ${#bins[@]} -eq 0 ]; then
+		result fail "unit: tests/Makefile lists no UNIT_TESTS"
+		return
+	fi
+	for bin in "${bins[@]}"; do
+		name=${bin##*/}
+		log=$outdir/host/$name.log
+		# A subshell: bash's "Aborted" for a crash goes to the log.
+		(timeout "$unit_timeout" "tests/$bin"; exit $?) >"$log" 2>&1
+		rc=$?
 		mapfile -t lines <"$log"
+		plan=""
+		n=0
 		for line in "${lines[@]}"; do
 			case $line in
-			"ok "*) result 0 "unit: ${line#ok * - }" ;;
-			"not ok "*) result 1 "unit: ${line#not ok * - }" "$log" ;;
+			"ok "*)
+				n=$((n + 1))
+				result 0 "unit: $name: ${line#ok * - }"
+				;;
+			"not ok "*)
+				n=$((n + 1))
+				result fail "unit: $name: ${line#not ok * - }" "$log"
+				;;
+			1..*)
+				[ -z "$plan" ] && [[ ${line#1..} =~ ^[0-9]+$ ]] &&
+					plan=${line#1..}
+				;;
 			esac
 		done
+		why=""
+		if [ "$rc" -eq 124 ]; then
+			why="timed out after $unit_timeout s"
+		elif [ "$rc" -gt 128 ]; then
+			why="killed by SIG$(kill -l "$((rc - 128))")"
+		elif [ "$rc" -ne 0 ]; then
+			why="exit $rc"
+		fi
+		if [ -z "$plan" ]; then
+			why+="${why:+, }no TAP plan (1..N)"
+		elif [ "$n" -ne "$plan" ]; then
+			why+="${why:+, }$n results, plan 1..$plan"
+		fi
+		if [ -z "$why" ]; then
+			result 0 "unit: $name: exit 0, $n of $n planned results"
+		else
+			result fail "unit: $name: $why" "$log"
+		fi
 	done
 }
 
@@ -106,11 +176,16 @@ unit_tests()
 # and sparse; a warning fails. Sets krel.
 build_module()
 {
-	local log name
+	local log=$outdir/host/fetch-$1-$2.log name="fetch Debian $1 $2 kernel"
+	local rc
 
-	krel=$(tests/vm/fetch-kernel.sh "$1" "$2" 2>"$outdir/host/fetch-$1-$2.log")
-	if [ -z "$krel" ]; then
-		result 1 "fetch Debian $1 $2 kernel" "$outdir/host/fetch-$1-$2.log"
+	[ "$1" = debug ] && name="fetch the debug kernel (KASAN, lockdep, kmemleak, UBSAN)"
+	krel=$(tests/vm/fetch-kernel.sh "$1" "$2" 2>"$log")
+	rc=$?
+	if [ "$rc" -ne 0 ] || [ -z "$krel" ]; then
+		# 4: no debug kernel anywhere, a skip that says how to get one.
+		[ "$rc" -eq 4 ] || rc=1
+		result "$rc" "$name" "$log"
 		return 1
 	fi
 	log=$outdir/host/build-$krel.log
@@ -285,6 +360,7 @@ for series in $series_list; do
 	build_module "$series" amd64 || continue
 	$demo || run_logged "refusals: $krel without CONFIG_NF_CONNTRACK_MARK, with CONNMARK built in" \
 		tests/static/kernel_refusals.sh "$krel"
+	$host_only && continue
 	rm -rf "${outdir:?}/$krel"
 	mkdir -p "$outdir/$krel"
 	write_job "$series" "$outdir/$krel"

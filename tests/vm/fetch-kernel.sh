@@ -6,9 +6,13 @@
 # of a series is found through Debian's meta-packages. Idempotent.
 #
 # Usage: fetch-kernel.sh SERIES [FLAVOUR]
-#   SERIES   6.1, 6.12, or debug (shared/debug-kernel's packages)
+#   SERIES   6.1, 6.12, or debug: the KASAN/lockdep/kmemleak/UBSAN kernel,
+#            from the first of XTCM_DEBUG_KERNEL_DIR, ../shared/debug-kernel
+#            and .cache/debug-kernel (make debug-kernel) that has its
+#            linux-image-*.deb and linux-headers-*.deb
 #   FLAVOUR  amd64 (default), rt-amd64 or cloud-amd64
-# Prints the kernel release, e.g. 6.1.0-56-amd64.
+# Prints the kernel release, e.g. 6.1.0-56-amd64. Exits with 4 (a skip, its
+# "SKIP:" line on stderr) when there is no debug kernel anywhere.
 
 set -u
 set -o pipefail
@@ -51,7 +55,7 @@ fetch_debian()
 	[ -n "$image" ] || die "cannot resolve $meta"
 	krel=${image#linux-image-}
 	krel=${krel%-unsigned}
-	[ -e "$cache/kernels/$krel/root/.complete" ] && return
+	unpacked && return
 
 	headers=linux-headers-$krel
 	common=$(depends_on "$headers" 'linux-headers-.*-common.*')
@@ -67,21 +71,63 @@ fetch_debian()
 	done
 }
 
-# fetch_debug: the KASAN/lockdep/kmemleak/UBSAN build of 6.1 that the
-# project keeps in shared/debug-kernel. Sets krel and deb_files.
+# newest_deb DIR PACKAGE_PREFIX: the .deb of DIR whose name starts with
+# PACKAGE_PREFIX (e.g. linux-image-) and has the highest version; debug
+# symbol packages (-dbg) do not count.
+newest_deb()
+{
+	local f
+
+	for f in "$1/$2"*.deb; do
+		[ -f "$f" ] && [[ $f != *-dbg_* ]] && echo "$f"
+	done | sort -V | tail -n 1
+}
+
+# fetch_debug: the KASAN/lockdep/kmemleak/UBSAN build of 6.1: from
+# XTCM_DEBUG_KERNEL_DIR when set (then it must have one), else the first of
+# ../shared/debug-kernel and the project's own build (make debug-kernel).
+# Sets krel, deb_files and stamp (the packages' names, sizes and times: the
+# same release can come from either place).
 fetch_debug()
 {
-	local dir=${XTCM_DEBUG_KERNEL_DIR:-$repo/../shared/debug-kernel}
+	local dir image="" headers
+	local -a dirs=("$repo/../shared/debug-kernel" "$cache/debug-kernel")
 
-	deb_files=("$dir"/linux-image-*.deb "$dir"/linux-headers-*.deb)
-	if [ ! -f "${deb_files[0]}" ] || [ ! -f "${deb_files[1]}" ]; then
-		die "no debug kernel packages in $dir"
+	[ -n "${XTCM_DEBUG_KERNEL_DIR:-}" ] && dirs=("$XTCM_DEBUG_KERNEL_DIR")
+	for dir in "${dirs[@]}"; do
+		image=$(newest_deb "$dir" linux-image-)
+		[ -n "$image" ] && break
+	done
+	if [ -z "$image" ]; then
+		[ -n "${XTCM_DEBUG_KERNEL_DIR:-}" ] &&
+			die "no linux-image-*.deb in XTCM_DEBUG_KERNEL_DIR=$dir"
+		echo "SKIP: no debug kernel: \"make debug-kernel\" builds one" \
+			"into .cache/debug-kernel (hours), or set" \
+			"XTCM_DEBUG_KERNEL_DIR to a folder with its" \
+			"linux-image-*.deb and linux-headers-*.deb" >&2
+		exit 4
 	fi
-	krel=$(dpkg-deb -f "${deb_files[0]}" Package) || die "bad ${deb_files[0]}"
+	krel=$(dpkg-deb -f "$image" Package) || die "bad $image"
 	krel=${krel#linux-image-}
+	headers=$(newest_deb "$dir" "linux-headers-${krel}_")
+	[ -n "$headers" ] || die "no linux-headers-${krel}_*.deb in $dir"
+	deb_files=("$image" "$headers")
+	stamp=$(stat -L -c '%n %s %Y' "${deb_files[@]}") ||
+		die "cannot read $image and $headers"
+	echo "fetch-kernel: debug kernel $krel from $dir" >&2
+}
+
+# unpacked: the kernel of krel is unpacked, from the packages of stamp.
+unpacked()
+{
+	local complete=$cache/kernels/$krel/root/.complete
+
+	[ -e "$complete" ] && [ "$(cat "$complete")" = "$stamp" ]
 }
 
 debs=$cache/debs
+# Debian's packages are known by their names ("" in .complete).
+stamp=""
 mkdir -p "$debs"
 case $series in
 6.1 | 6.12) fetch_debian "$series" "$flavour" ;;
@@ -90,8 +136,9 @@ debug) fetch_debug ;;
 esac
 root=$cache/kernels/$krel/root
 
-if [ ! -e "$root/.complete" ]; then
-	rm -rf "$root"
+if ! unpacked; then
+	# The initramfs too: run-vm.sh makes it again from the new modules.
+	rm -rf "${cache:?}/kernels/$krel"
 	mkdir -p "$root"
 	for deb in "${deb_files[@]}"; do
 		dpkg -x "$deb" "$root" || die "cannot unpack $deb"
@@ -103,6 +150,6 @@ if [ ! -e "$root/.complete" ]; then
 		"$root/usr/src/linux-headers-$krel/Makefile"
 	[ -d "$root/lib/modules/$krel" ] || die "no modules for $krel"
 	depmod -b "$root" "$krel" || die "depmod failed"
-	touch "$root/.complete"
+	printf '%s' "$stamp" >"$root/.complete"
 fi
 echo "$krel"

@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Second stage of the test VM, on the host's root with a tmpfs overlay: make
-# the unpacked kernel's modules visible, load OUR xt_connmark and prove it is
-# ours, run the job the host wrote into the result directory, save the kernel
-# log and stop the VM. Results go to $out/results, one "rc name" per line.
+# the unpacked kernel's modules /lib/modules/$(uname -r), load OUR
+# xt_connmark and prove it is ours, run the job the host wrote into the
+# result directory, save the kernel log and stop the VM. Results go to
+# $out/results, one "rc name" per line.
 
 set -u
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -14,8 +15,23 @@ krel=$(uname -r)
 # devtmpfs has no /dev/fd, which bash's process substitution (and dkms)
 # needs.
 ln -sfn /proc/self/fd /dev/fd
-mkdir -p /usr/lib/modules
-ln -sfn "$XTCM_KROOT/lib/modules/$krel" "/usr/lib/modules/$krel"
+
+# The unpacked kernel's modules at /lib/modules/$krel, whatever the host has
+# there: nothing, a link, or a directory of its own (linux-headers-$krel on
+# the host makes one with a "build" link, linux-image-$krel one with Debian's
+# modules). A bind mount puts them over it (a link is replaced first), and
+# modprobe, depmod and DKMS see the paths of a machine running that kernel.
+modules=/lib/modules/$krel
+modules_error=""
+if [ -L "$modules" ] || { [ -e "$modules" ] && [ ! -d "$modules" ]; }; then
+	rm -f "$modules"
+fi
+if ! mkdir -p "$modules" ||
+	! mount --bind "$XTCM_KROOT/lib/modules/$krel" "$modules"; then
+	modules_error="cannot bind-mount $XTCM_KROOT/lib/modules/$krel on $modules"
+elif [ ! -f "$modules/modules.dep" ]; then
+	modules_error="$modules has no modules.dep after the bind mount"
+fi
 hostname xtcm-guest
 ip link set lo up
 
@@ -34,7 +50,14 @@ load_module()
 {
 	local loaded
 
-	modprobe -a x_tables nf_conntrack
+	if [ -n "$modules_error" ]; then
+		echo "$modules_error"
+		return 1
+	fi
+	if ! modprobe -a x_tables nf_conntrack; then
+		echo "modprobe x_tables nf_conntrack failed ($modules)"
+		return 1
+	fi
 	if ! insmod "$XTCM_MODULE"; then
 		echo "insmod $XTCM_MODULE failed"
 		return 1
