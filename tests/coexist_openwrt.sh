@@ -51,19 +51,6 @@ STATE=0x01000000
 declare -A class=([8021]=1 [8080]=2 [8443]=0)
 declare -A dscp=([8021]=10 [8080]=46 [8443]=18)
 
-# tginfo CTMARK CTMASK NFMASK SHIFT_DIR SHIFT_BITS MODE FUNC: the hex of a
-# 16-byte revision 2 or 3 blob, little-endian.
-tginfo()
-{
-	local v out=""
-
-	for v in "$1" "$2" "$3"; do
-		out+=$(printf '%02x%02x%02x%02x' $((v & 255)) $((v >> 8 & 255)) \
-			$((v >> 16 & 255)) $((v >> 24 & 255)))
-	done
-	printf '%s%02x%02x%02x%02x' "$out" "$4" "$5" "$6" "$7"
-}
-
 router_rules()
 {
 	cat <<-EOF

@@ -65,21 +65,6 @@ n_targets=15
 n_matches=3
 DSCP_RULE="-j CONNMARK --set-dscpmark 0xfc000000/0x01000000"
 
-# le32 VALUE: VALUE's 4 bytes in the host's (little-endian) order, in hex.
-le32()
-{
-	printf '%02x%02x%02x%02x' $(($1 & 255)) $(($1 >> 8 & 255)) \
-		$(($1 >> 16 & 255)) $(($1 >> 24 & 255))
-}
-
-# tginfo CTMARK CTMASK NFMASK SHIFT_DIR SHIFT_BITS MODE FUNC: the hex of a
-# 16-byte revision 2 or 3 blob (FUNC is revision 2's padding, 0).
-tginfo()
-{
-	printf '%s%s%s%02x%02x%02x%02x' "$(le32 "$1")" "$(le32 "$2")" \
-		"$(le32 "$3")" "$4" "$5" "$6" "$7"
-}
-
 # xt LIBDIR ARGS...: iptables (of BACKEND and FAM) in the namespace with
 # LIBDIR's CONNMARK and connmark plugins.
 xt()

@@ -34,8 +34,8 @@ checktool()
 	fi
 }
 
-# expect WHAT CONDITION: the caller's pass or fail on a test(1) expression
-# given as words.
+# expect WHAT CONDITION: pass or fail (lib.sh's, or the caller's own) on a
+# test(1) expression given as words.
 expect()
 {
 	local what=$1
@@ -247,6 +247,13 @@ require_xt_backends()
 		echo "SKIP: Could not use iptables-legacy or iptables-nft here"
 		exit "$ksft_skip"
 	fi
+}
+
+# pass MESSAGE: one PASS line, for expect(); a script may define its own
+# after sourcing us (cookbook.sh names the backend).
+pass()
+{
+	echo "PASS: $*"
 }
 
 # fail MESSAGE: one FAIL line; the test fails (ret), and so does the batch
@@ -508,4 +515,19 @@ read_blocks()
 			read_blocks_arr["$tag"]+="$line"$'\n'
 		done
 	done <"$1"
+}
+
+# tginfo CTMARK CTMASK NFMASK SHIFT_DIR SHIFT_BITS MODE FUNC: the hex of a
+# 16-byte CONNMARK revision 2 or 3 blob, as tests/hostile/xt_hostile dump
+# prints what the kernel holds (FUNC is revision 2's padding, 0). The u32
+# fields are little-endian, as on every architecture the suite runs on.
+tginfo()
+{
+	local v out=""
+
+	for v in "$1" "$2" "$3"; do
+		out+=$(printf '%02x%02x%02x%02x' $((v & 255)) $((v >> 8 & 255)) \
+			$((v >> 16 & 255)) $((v >> 24 & 255)))
+	done
+	printf '%s%02x%02x%02x%02x' "$out" "$4" "$5" "$6" "$7"
 }
