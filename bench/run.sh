@@ -1,8 +1,10 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# make bench: build the sender, the iptables plugins and our module, then for
-# each kernel series boot Debian's kernel (tests/vm/run-vm.sh, the job
+# make bench: build the sender, the iptables plugins and our module (for a
+# lane of another release than the host's, tests/vm/lane.sh, in that
+# release's root, whose userland the guest then runs), then for each lane
+# boot Debian's kernel (tests/vm/run-vm.sh, the job
 # format of tests/run.sh, without its host checks) and run tests/bench.sh
 # inside; turn its log into bench/results/<kernel>.md and <kernel>.png
 # (bench/report.py). One kernel at a time.
@@ -22,7 +24,7 @@
 # (BENCH_CPUS): under -icount Debian's 6.1 kernel hangs bringing up a
 # second one, and with one TCG thread a second vCPU adds no capacity.
 #
-# Environment: XTCM_SERIES (default "6.1 6.12"), XTCM_OUT (module builds
+# Environment: XTCM_SERIES (the lanes, default "6.1 6.12 sid"), XTCM_OUT (module builds
 # and raw logs, default bench/out), BENCH_RESULTS (default bench/results),
 # BENCH_TIMEOUT (host seconds per kernel, default 2400), BENCH_QEMU_OPTS
 # (default the -icount above; empty: wall-clock time), BENCH_CPUS (guest
@@ -34,7 +36,9 @@ set -o pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
-series_list=${XTCM_SERIES:-6.1 6.12}
+# shellcheck source=tests/vm/lane.sh
+source tests/vm/lane.sh
+series_list=${XTCM_SERIES:-6.1 6.12 sid}
 out=${XTCM_OUT:-$repo/bench/out}
 results=${BENCH_RESULTS:-$repo/bench/results}
 qemu_opts=${BENCH_QEMU_OPTS-"-icount shift=0,align=off,sleep=off"}
@@ -62,6 +66,20 @@ make -s -C bench sender || exit 1
 make -s -C libxt >/dev/null || exit 1
 mkdir -p "$out" "$results"
 for series in $series_list; do
+	# A lane of another release: its root, and a tree built there.
+	root=$(lane_root "$series") || {
+		echo "bench: unknown lane $series (tests/vm/lane.sh)"
+		exit 1
+	}
+	src=$repo
+	if [ "$root" != / ]; then
+		src=$out/lanes/$(lane_release "$series")/src
+		if ! tests/vm/mkroot.sh "$(lane_release "$series")" >/dev/null ||
+			! lane_tree "$root" "$src" >"$out/lane-$series.log" 2>&1; then
+			cat "$out/lane-$series.log"
+			exit 1
+		fi
+	fi
 	krel=$(tests/vm/fetch-kernel.sh "$series" amd64) || exit 1
 	cmd="XTCM_SERIES=$series make bench"
 	load_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -69,7 +87,7 @@ for series in $series_list; do
 	start=$(date +%s)
 	rm -rf "${out:?}/$krel" "$out/build/$krel"
 	mkdir -p "$out/$krel"
-	if ! make -s module \
+	if ! lane_run --user "$root" make -s -C "$src" module \
 		KDIR="$repo/.cache/kernels/$krel/root/usr/src/linux-headers-$krel" \
 		MODULE_DIR="$out/build/$krel" >"$out/$krel/build.log" 2>&1; then
 		cat "$out/$krel/build.log"
@@ -78,6 +96,7 @@ for series in $series_list; do
 	fi
 	write_job "$krel" "$out/$krel"
 	echo "bench: $krel under QEMU ${qemu_opts:-(wall clock)}, log in $out/$krel"
+	lane_vm_env "$root" "$src" "$out"
 	VM_QEMU_OPTS=$qemu_opts VM_CPUS=$cpus tests/vm/run-vm.sh "$krel" \
 		"$out/$krel" "$timeout_s" >"$out/$krel/console.log" 2>&1
 	log=$out/$krel/bench.sh.log

@@ -15,6 +15,8 @@ packages=(
 	# kernels and the VM
 	apt-utils dpkg kmod file cpio gzip xz-utils zstd busybox-static
 	qemu-system-x86
+	# the other releases' lanes: their userland roots (tests/vm/mkroot.sh)
+	debootstrap
 	# tools the tests run inside the VM (the VM shares the host's root)
 	iproute2 iptables nftables conntrack socat iputils-ping procps
 	psmisc

@@ -3,25 +3,33 @@
 #
 # The test suite. On the host: unit tests, plugin build, module build with
 # W=1 and sparse against every kernel flavour, shellcheck. Then, for each
-# kernel series, boot Debian's kernel under QEMU with our freshly built
-# module and run tests/Makefile's TEST_PROGS inside (tests/vm/guest.sh); on
-# the debug kernel, its DEBUG_CHECK_PROGS. The kernels run side by side.
-# One TAP line per test and per kernel, then "N passed, N failed, N skipped".
-# With CI=true a skipped test fails the run.
+# test lane (tests/vm/lane.sh: a Debian kernel and a userland root of the
+# same release), build the module and the plugins in that root, boot the
+# kernel under QEMU on it with our freshly built module and run tests inside
+# (tests/vm/guest.sh): tests/Makefile's TEST_PROGS on the full lanes
+# (Debian 12's 6.1 and 6.12, sid), LANE_PROGS with LANE_ENV on the others
+# (Debian 11, 13), DEBUG_CHECK_PROGS with DEBUG_ENV on the debug kernel.
+# The kernels run side by side. One TAP line per test and per kernel, then
+# "N passed, N failed, N skipped". With CI=true a skipped test fails the
+# run.
 #
 # Every test counts by its exit status: a host step, a unit test binary
 # (which must also print its TAP plan and as many results), a script in the
 # VM, the VM itself (it must finish), its kernel log.
 #
-# Usage: run.sh [--demo | --host-only] [TEST...]
-#   --demo       boot the first series only and run tests/demo.sh (make demo)
+# Usage: run.sh [--demo | --host-only | --matrix] [TEST...]
+#   --demo       boot the first lane only and run tests/demo.sh (make demo)
 #   --host-only  the host part alone, no VM (make check-host): unit tests,
 #                builds, static analysis, the fuzz smoke run, the packages
 #                and the module builds for each kernel
-# Environment: XTCM_SERIES (default "6.1 6.12 debug"; "debug" is the KASAN
-# kernel, see tests/vm/fetch-kernel.sh: XTCM_DEBUG_KERNEL_DIR, else
-# ../shared/debug-kernel, else make debug-kernel's; with none, the debug
-# lane is one skipped test), XTCM_FLAVOURS (build-only flavours, default
+#   --matrix     TEST_PROGS on every lane, DEBUG_PROGS on the debug kernel
+#                (make check-matrix)
+# TESTs given: those on every lane.
+# Environment: XTCM_SERIES (the lanes, default "sid 6.1 6.12 debug 5.10
+# trixie"; "debug" is the KASAN kernel, see tests/vm/fetch-kernel.sh:
+# XTCM_DEBUG_KERNEL_DIR, else ../shared/debug-kernel, else make
+# debug-kernel's; with none, the debug lane is one skipped test),
+# XTCM_FLAVOURS (build-only flavours of Debian 12's lanes, default
 # "rt-amd64"), XTCM_TEST_TIMEOUT (s, default 1800), XTCM_UNIT_TIMEOUT (s
 # per unit test binary, default 600), XTCM_OUT (results and module builds,
 # default tests/out), XTCM_JOBS (VMs at once, default all of them).
@@ -31,7 +39,11 @@ set -o pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
-series_list=${XTCM_SERIES:-6.1 6.12 debug}
+# shellcheck source-path=SCRIPTDIR
+source tests/vm/lane.sh
+series_list=${XTCM_SERIES:-sid 6.1 6.12 debug 5.10 trixie}
+# The lanes that run the whole of TEST_PROGS in make check.
+full_lanes=" 6.1 6.12 sid "
 build_flavours=${XTCM_FLAVOURS-rt-amd64}
 test_timeout=${XTCM_TEST_TIMEOUT:-1800}
 version=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' dkms.conf)
@@ -39,7 +51,7 @@ outdir=${XTCM_OUT:-$repo/tests/out}
 unit_timeout=${XTCM_UNIT_TIMEOUT:-600}
 demo=false
 host_only=false
-iptables_deb=""
+matrix=false
 case ${1:-} in
 --demo)
 	demo=true
@@ -49,19 +61,31 @@ case ${1:-} in
 	host_only=true
 	shift
 	;;
+--matrix)
+	matrix=true
+	shift
+	;;
 -*)
-	echo "usage: run.sh [--demo | --host-only] [TEST...]" >&2
+	echo "usage: run.sh [--demo | --host-only | --matrix] [TEST...]" >&2
 	exit 2
 	;;
 esac
 tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
 	read -ra tests <<<"$(make -s -C tests print-TEST_PROGS)"
-	read -ra debug_tests <<<"$(make -s -C tests print-DEBUG_CHECK_PROGS)"
+	if $matrix; then
+		lane_tests=("${tests[@]}")
+		read -ra debug_tests <<<"$(make -s -C tests print-DEBUG_PROGS)"
+	else
+		read -ra lane_tests <<<"$(make -s -C tests print-LANE_PROGS)"
+		read -ra debug_tests <<<"$(make -s -C tests print-DEBUG_CHECK_PROGS)"
+	fi
 else
+	lane_tests=("${tests[@]}")
 	debug_tests=("${tests[@]}")
 fi
 read -ra debug_env <<<"$(make -s -C tests print-DEBUG_ENV)"
+read -ra lane_env <<<"$(make -s -C tests print-LANE_ENV)"
 
 count=0
 passed=0
@@ -172,12 +196,13 @@ unit_tests()
 	done
 }
 
-# build_module SERIES FLAVOUR: fetch the kernel and build our module with W=1
-# and sparse; a warning fails. Sets krel.
+# build_module LANE FLAVOUR: fetch the kernel and build our module with W=1
+# and sparse in the lane's root (with its compiler), from the lane's tree
+# ($src); a warning, or sparse not running, fails. Sets krel.
 build_module()
 {
 	local log=$outdir/host/fetch-$1-$2.log name="fetch Debian $1 $2 kernel"
-	local rc
+	local rc kdir
 
 	[ "$1" = debug ] && name="fetch the debug kernel (KASAN, lockdep, kmemleak, UBSAN)"
 	krel=$(tests/vm/fetch-kernel.sh "$1" "$2" 2>"$log")
@@ -189,77 +214,128 @@ build_module()
 		return 1
 	fi
 	log=$outdir/host/build-$krel.log
-	name="build: module for $krel, W=1 C=1, no warnings"
+	name="build: module for $krel with $(lane_run --user "$root" \
+		gcc -dumpfullversion) in Debian $(lane_release "$1")'s root, W=1 C=1, no warnings"
+	kdir=$repo/.cache/kernels/$krel/root/usr/src/linux-headers-$krel
 	rm -rf "$outdir/build/$krel"
-	if ! make module KDIR="$repo/.cache/kernels/$krel/root/usr/src/linux-headers-$krel" \
+	if ! lane_run --user "$root" make -C "$src" module KDIR="$kdir" \
 		MODULE_DIR="$outdir/build/$krel" W=1 C=1 >"$log" 2>&1; then
 		result 1 "$name" "$log"
 		return 1
 	fi
-	grep 'warning:' "$log" >"$log.warnings"
+	grep -E 'warning:|is not available or not up to date' "$log" >"$log.warnings"
 	result "$([ ! -s "$log.warnings" ]; echo $?)" "$name" "$log.warnings"
 }
 
-# selected TEST: TEST is among the tests to run.
+# lane_prepare LANE: the lane's root (tests/vm/mkroot.sh for a release
+# other than the host's) and the tree its module, plugins and tests come
+# from: the repository itself on the host's root, else a copy built in the
+# lane's root against its libxtables. Sets root and src.
+lane_prepare()
+{
+	local release
+
+	release=$(lane_release "$1") || {
+		result fail "lane $1: unknown (tests/vm/lane.sh)"
+		return 1
+	}
+	root=$(lane_root "$1")
+	src=$repo
+	[ "$root" = / ] && return
+	run_logged "lane $1: Debian $release root (tests/vm/mkroot.sh)" \
+		tests/vm/mkroot.sh "$release" || return
+	src=$outdir/lanes/$release/src
+	[ -n "${lane_ready[$release]:-}" ] && return
+	lane_ready[$release]=1
+	# shellcheck disable=SC2016 # a dpkg-query format
+	run_logged "lane $1: plugins and test tools built in Debian $release's root (iptables $(lane_run --user "$root" \
+		dpkg-query -W -f '${Version}' iptables))" lane_tree "$root" "$src"
+}
+
+# job_tests LANE: the tests the lane runs, one per line.
+job_tests()
+{
+	if [ "$1" = debug ]; then
+		printf '%s\n' "${debug_tests[@]}"
+	elif [[ $full_lanes == *" $1 "* ]]; then
+		printf '%s\n' "${tests[@]}"
+	else
+		printf '%s\n' "${lane_tests[@]}"
+	fi
+}
+
+# selected LANE TEST: the lane runs TEST.
 selected()
 {
-	local t
-
-	for t in "${tests[@]}"; do
-		[ "$t" = "$1" ] && return 0
-	done
-	return 1
+	job_tests "$1" | grep -qxF "$2"
 }
 
-# deb_packages: "make deb" into $outdir/deb, which the VM's install_deb.sh
-# installs, and lintian on the result.
+# deb_packages LANE: "make deb" in the lane's root into the lane's
+# directory, which the VM's install_deb.sh installs; on the host's, lintian
+# on the result too. Sets deb_dir.
 deb_packages()
 {
-	rm -rf "$outdir/deb"
-	run_logged "deb: make deb (xt-connmark-dkms, xtables-connmark-plugins)" \
-		make deb DEB_OUT="$outdir/deb" || return
+	local name="deb: make deb (xt-connmark-dkms, xtables-connmark-plugins)"
+
+	deb_dir=$outdir/deb
+	if [ "$root" != / ]; then
+		deb_dir=$outdir/lanes/$(lane_release "$1")/deb
+		name+=" in Debian $(lane_release "$1")'s root"
+	fi
+	rm -rf "$deb_dir"
+	run_logged "$name" lane_run --user "$root" \
+		make -C "$src" deb DEB_OUT="$deb_dir" || return
+	[ "$root" = / ] || return 0
 	run_logged "deb: lintian --pedantic, no error, warning or info" \
 		lintian --pedantic --display-info --fail-on error,warning,info \
-		"$outdir"/deb/*.changes
+		"$deb_dir"/*.changes
 }
 
-# fetch_iptables_deb: the package of the installed iptables, which the
+# fetch_iptables_deb: the package of the lane root's iptables, which the
 # install tests reinstall in the VM (an iptables upgrade must keep our
 # plugins). Sets iptables_deb.
 # shellcheck disable=SC2317 # called through run_logged
 fetch_iptables_deb()
 {
-	local ver arch
+	local pkg
 
-	ver=$(dpkg-query -W -f '${Version}' iptables) || return
-	arch=$(dpkg-query -W -f '${Architecture}' iptables)
-	iptables_deb=$repo/.cache/debs/iptables_${ver//:/%3a}_$arch.deb
+	# shellcheck disable=SC2016 # a dpkg-query format
+	pkg=$(lane_run --user "$root" dpkg-query -W \
+		-f '${Package}_${Version}_${Architecture}' iptables) || return
+	iptables_deb=$repo/.cache/debs/${pkg//:/%3a}.deb
 	[ -f "$iptables_deb" ] && return
 	mkdir -p "$repo/.cache/debs"
-	(cd "$repo/.cache/debs" && apt-get download "iptables=$ver") &&
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	lane_run --user "$root" sh -c 'cd "$1" && apt-get download "$2"' \
+		download "$repo/.cache/debs" \
+		"iptables=$(lane_run --user "$root" dpkg-query -W -f '${Version}' iptables)" &&
 		[ -f "$iptables_deb" ]
 }
 
-# write_job SERIES DIR: the job for tests/vm/guest.sh, and the list of its
+# write_job LANE DIR: the job for tests/vm/guest.sh, and the list of its
 # tests in DIR/tests. The tests' knobs (XTCM_LIFECYCLE_CYCLES and the like)
 # reach the guest from the host's environment; on the debug kernel,
-# tests/Makefile's DEBUG_ENV gives the shortened defaults.
+# tests/Makefile's DEBUG_ENV gives the shortened defaults, on the lanes
+# that run LANE_PROGS, LANE_ENV.
 write_job()
 {
 	local t assignment
-	local -a job_tests=("${tests[@]}")
+	local -a job_tests env=()
 
-	[ "$1" = debug ] && job_tests=("${debug_tests[@]}")
+	mapfile -t job_tests < <(job_tests "$1")
 	printf '%s\n' "${job_tests[@]}" >"$2/tests"
+	if [ "$1" = debug ]; then
+		env=("${debug_env[@]}")
+	elif [[ $full_lanes != *" $1 "* ]] && ! $matrix; then
+		env=("${lane_env[@]}")
+	fi
 	{
-		if [ "$1" = debug ]; then
-			for assignment in "${debug_env[@]}"; do
-				printf 'export %s\n' "$assignment"
-			done
-		fi
+		for assignment in "${env[@]}"; do
+			printf 'export %s\n' "$assignment"
+		done
 		tests/vm/job-env.sh "$outdir/build/$krel/kmod/xt_connmark.ko" \
 			"$version"
-		printf 'export XTCM_DEB_DIR=%q\n' "$outdir/deb"
+		printf 'export XTCM_DEB_DIR=%q\n' "$deb_dir"
 		printf 'export XTCM_IPTABLES_DEB=%q\n' "$iptables_deb"
 		printf 'XTCM_TEST_TIMEOUT=%q\n' "$test_timeout"
 		echo 'job()'
@@ -271,12 +347,14 @@ write_job()
 	} >"$2/job.sh"
 }
 
-# vm_boot SERIES KREL: boot the kernel with the job; no output (the VMs of
-# several kernels run at once, their results are read afterwards).
+# vm_boot LANE KREL ROOT SRC: boot the kernel on the lane's root with the
+# job; no output (the VMs of several kernels run at once, their results are
+# read afterwards).
 vm_boot()
 {
 	local dir=$outdir/$2 vm_timeout
 
+	lane_vm_env "$3" "$4" "$outdir"
 	vm_timeout=$(($(wc -l <"$dir/tests") * test_timeout + 120))
 	if [ "$1" = debug ]; then
 		# KASAN needs memory; ACPI's PCI routing times out under TCG.
@@ -316,6 +394,8 @@ vm_report()
 		result $? "$krel: kmemleak found no leak" "$dir/kmemleak.txt"
 	fi
 	$demo || sed "s/^/# $krel: /" "$dir/timing" 2>/dev/null
+	$demo || awk -v k="$krel" '{ s += $1 } END { if (NR) print "# " k ": " NR " tests in " s " s" }' \
+		"$dir/timing" 2>/dev/null
 }
 
 mkdir -p "$outdir/host"
@@ -333,46 +413,60 @@ if ! $demo; then
 	run_logged "shellcheck: tests" shellcheck -x tests/*.sh tests/*/*.sh .ci/run
 	run_logged "shellcheck: initramfs init (busybox sh)" \
 		shellcheck -s sh tests/vm/initramfs-init
-	# Only for the VM tests that use them.
-	selected install_deb.sh && deb_packages
-	if selected install_plugins.sh || selected install_deb.sh; then
-		run_logged "fetch: the installed iptables package (for the VM)" \
-			fetch_iptables_deb
-	fi
 else
 	make -s -C libxt >"$outdir/host/plugins.log" 2>&1 ||
 		result 1 "build: iptables plugins" "$outdir/host/plugins.log"
+	series_list=${XTCM_SERIES:-6.1}
 	series_list=${series_list%% *}
 	tests=(demo.sh)
-	debug_tests=(demo.sh)
 fi
 
-# Build and check on the host, then boot the kernels, up to XTCM_JOBS VMs
-# at once (each VM's TCG runs in one host thread).
+# Build and check on the host and in each lane's root, then boot the
+# kernels, up to XTCM_JOBS VMs at once (each VM's TCG runs in one host
+# thread).
+declare -A lane_ready=()
 vm_series=()
 vm_krels=()
+vm_roots=()
+vm_srcs=()
 for series in $series_list; do
-	if ! $demo && [ "$series" != debug ]; then
+	lane_prepare "$series" || continue
+	if ! $demo && [ "$root" = / ] && [ "$series" != debug ]; then
 		for flavour in $build_flavours; do
 			build_module "$series" "$flavour"
 		done
 	fi
 	build_module "$series" amd64 || continue
+	kdir=$repo/.cache/kernels/$krel/root/usr/src/linux-headers-$krel
 	$demo || run_logged "refusals: $krel without CONFIG_NF_CONNTRACK_MARK, with CONNMARK built in" \
-		tests/static/kernel_refusals.sh "$krel"
+		lane_run --user "$root" "$src/tests/static/kernel_refusals.sh" "$krel" "$kdir"
+	# Only for the VM tests that use them.
+	deb_dir=""
+	iptables_deb=""
+	if ! $demo && selected "$series" install_deb.sh; then
+		deb_packages "$series"
+	fi
+	if ! $demo && { selected "$series" install_plugins.sh ||
+		selected "$series" install_deb.sh; }; then
+		run_logged "fetch: $(lane_release "$series")'s iptables package (for the VM)" \
+			fetch_iptables_deb
+	fi
 	$host_only && continue
 	rm -rf "${outdir:?}/$krel"
 	mkdir -p "$outdir/$krel"
 	write_job "$series" "$outdir/$krel"
 	vm_series+=("$series")
 	vm_krels+=("$krel")
+	vm_roots+=("$root")
+	vm_srcs+=("$src")
 done
 jobs_max=${XTCM_JOBS:-${#vm_krels[@]}}
 for i in "${!vm_krels[@]}"; do
 	while [ "$(jobs -pr | wc -l)" -ge "$jobs_max" ]; do
 		wait -n
 	done
-	vm_boot "${vm_series[$i]}" "${vm_krels[$i]}" &
+	vm_boot "${vm_series[$i]}" "${vm_krels[$i]}" "${vm_roots[$i]}" \
+		"${vm_srcs[$i]}" &
 done
 wait
 for krel in "${vm_krels[@]}"; do

@@ -12,13 +12,15 @@
 # directory. The unchanged copy builds with DKMS: the refusals come from the
 # changes. Runs on the host (tests/run.sh).
 #
-# Usage: kernel_refusals.sh KERNEL_RELEASE (unpacked in .cache/kernels/)
+# Usage: kernel_refusals.sh KERNEL_RELEASE [HEADERS]
+#   HEADERS  its build tree, default the one unpacked in .cache/kernels/ (a
+#            lane's copy of the tree has no .cache of its own)
 
 set -u
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 krel=${1:?usage: kernel_refusals.sh KERNEL_RELEASE}
-headers=$repo/.cache/kernels/$krel/root/usr/src/linux-headers-$krel
+headers=${2:-$repo/.cache/kernels/$krel/root/usr/src/linux-headers-$krel}
 tmp=$(mktemp -d)
 ret=0
 
@@ -35,12 +37,14 @@ if [ ! -f "$headers/include/config/auto.conf" ]; then
 fi
 
 # copy_headers DIR: a copy of the headers whose scripts/ and tools/ links
-# still reach the kernel's kbuild tree.
+# still reach the kernel's kbuild tree, and whose Makefile names the copy
+# (7.x headers set KBUILD_OUTPUT to their own directory).
 copy_headers()
 {
 	local link
 
 	cp -a "$headers" "$1" || return
+	sed -i "s#$headers#$1#g" "$1/Makefile" || return
 	for link in scripts tools; do
 		[ -L "$headers/$link" ] || continue
 		ln -sfn "$(readlink -f "$headers/$link")" "$1/$link" || return

@@ -3,12 +3,19 @@
 #
 # Download one of Debian's kernels with its headers and unpack it, without
 # installing anything, into .cache/kernels/<release>/root. The newest build
-# of a series is found through Debian's meta-packages. Idempotent.
+# of a lane's series is found through its release's meta-packages, with the
+# apt of the lane's root (tests/vm/lane.sh). Both of Debian's layouts:
+# linux-image-<ver> with /boot/vmlinuz-<ver> and /lib/modules, and sid's
+# split one (linux-image-<ver> a metapackage of linux-binary-<ver>, with
+# /usr/lib/modules/<ver>/vmlinuz, and linux-modules-<ver>, .ko.xz); either
+# way the unpacked tree has boot/vmlinuz-<ver> and lib/modules/<ver>.
+# Idempotent.
 #
-# Usage: fetch-kernel.sh SERIES [FLAVOUR]
-#   SERIES   6.1, 6.12, or debug: the KASAN/lockdep/kmemleak/UBSAN kernel,
-#            from the first of XTCM_DEBUG_KERNEL_DIR, ../shared/debug-kernel
-#            and .cache/debug-kernel (make debug-kernel) that has its
+# Usage: fetch-kernel.sh LANE [FLAVOUR]
+#   LANE     5.10, 6.1, 6.12, trixie, sid (tests/vm/lane.sh), or debug: the
+#            KASAN/lockdep/kmemleak/UBSAN kernel, from the first of
+#            XTCM_DEBUG_KERNEL_DIR, ../shared/debug-kernel and
+#            .cache/debug-kernel (make debug-kernel) that has its
 #            linux-image-*.deb and linux-headers-*.deb
 #   FLAVOUR  amd64 (default), rt-amd64 or cloud-amd64
 # Prints the kernel release, e.g. 6.1.0-56-amd64. Exits with 4 (a skip, its
@@ -17,9 +24,12 @@
 set -u
 set -o pipefail
 
-series=${1:?usage: fetch-kernel.sh SERIES [FLAVOUR]}
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "$0")/lane.sh"
+
+lane=${1:?usage: fetch-kernel.sh LANE [FLAVOUR]}
 flavour=${2:-amd64}
-repo=$(cd "$(dirname "$0")/../.." && pwd)
+repo=$LANE_REPO
 cache=$repo/.cache
 
 die()
@@ -28,45 +38,47 @@ die()
 	exit 1
 }
 
-# depends_on PACKAGE PATTERN: the first dependency of PACKAGE matching PATTERN.
+# depends_on PACKAGE PATTERN: the dependencies of PACKAGE matching PATTERN,
+# one per line, in the lane's root.
 depends_on()
 {
-	apt-cache depends --no-recommends --no-suggests "$1" 2>/dev/null |
-		sed -n "s/^ *|\?Depends: \($2\)$/\1/p" | head -n 1
+	lane_run --user "$userland" apt-cache depends --no-recommends \
+		--no-suggests "$1" 2>/dev/null |
+		sed -n "s/^ *|\?Depends: \($2\)$/\1/p"
 }
 
-# fetch_debian SERIES FLAVOUR: find the newest build through the meta-package
-# and download the image, the headers and what they include into $debs.
-# Sets krel and deb_files.
+# fetch_debian LANE FLAVOUR: find the newest build through the meta-package
+# and download the image (with sid's binary, modules and base packages),
+# the headers and what they include into $debs. Sets krel and deb_files.
 fetch_debian()
 {
-	local meta image headers common kbuild pkg
+	local meta image pkg
+	local -a pkgs
 
-	case $1 in
-	6.1) meta=linux-image-$2 ;;
-	6.12) meta=linux-image-6.12-$2 ;;
-	esac
-	image=$(depends_on "$meta" 'linux-image-[0-9].*')
-	if [ -z "$image" ]; then
-		# A fresh machine has no package lists yet.
-		apt-get update -qq >&2
-		image=$(depends_on "$meta" 'linux-image-[0-9].*')
+	meta=$(lane_kernel_meta "$1" "$2")
+	image=$(depends_on "$meta" 'linux-image-[0-9].*' | head -n 1)
+	if [ -z "$image" ] || [ "$userland" != / ]; then
+		# A fresh machine has no package lists yet; a lane's root
+		# learns of the release's newest kernel.
+		lane_run "$userland" apt-get update -qq >&2
+		image=$(depends_on "$meta" 'linux-image-[0-9].*' | head -n 1)
 	fi
-	[ -n "$image" ] || die "cannot resolve $meta"
+	[ -n "$image" ] || die "cannot resolve $meta in $userland"
 	krel=${image#linux-image-}
 	krel=${krel%-unsigned}
 	unpacked && return
 
-	headers=linux-headers-$krel
-	common=$(depends_on "$headers" 'linux-headers-.*-common.*')
-	kbuild=$(depends_on "$headers" 'linux-kbuild-.*')
-	if [ -z "$common" ] || [ -z "$kbuild" ]; then
-		die "cannot resolve the dependencies of $headers"
-	fi
-	(cd "$debs" && apt-get download "$image" "$headers" "$common" \
-		"$kbuild" >&2) || die "apt-get download failed"
+	mapfile -t pkgs < <(depends_on "$image" "linux-\(binary\|modules\|base\)-$krel"
+		depends_on "linux-headers-$krel" \
+			'linux-headers-.*-common.*\|linux-kbuild-.*')
+	pkgs=("$image" "linux-headers-$krel" "${pkgs[@]}")
+	[ ${#pkgs[@]} -ge 4 ] ||
+		die "cannot resolve the dependencies of $image and linux-headers-$krel"
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	lane_run --user "$userland" sh -c 'cd "$1" && shift && apt-get download "$@"' \
+		download "$debs" "${pkgs[@]}" >&2 || die "apt-get download failed"
 	deb_files=()
-	for pkg in "$image" "$headers" "$common" "$kbuild"; do
+	for pkg in $(printf '%s\n' "${pkgs[@]}" | sort -u); do
 		deb_files+=("$debs/${pkg}_"*.deb)
 	done
 }
@@ -129,10 +141,11 @@ debs=$cache/debs
 # Debian's packages are known by their names ("" in .complete).
 stamp=""
 mkdir -p "$debs"
-case $series in
-6.1 | 6.12) fetch_debian "$series" "$flavour" ;;
+userland=$(lane_root "$lane") ||
+	die "unknown lane $lane (want 5.10, 6.1, 6.12, trixie, sid or debug)"
+case $lane in
 debug) fetch_debug ;;
-*) die "unknown series $series (want 6.1, 6.12 or debug)" ;;
+*) fetch_debian "$lane" "$flavour" ;;
 esac
 root=$cache/kernels/$krel/root
 
@@ -143,11 +156,34 @@ if ! unpacked; then
 	for deb in "${deb_files[@]}"; do
 		dpkg -x "$deb" "$root" || die "cannot unpack $deb"
 	done
+	# sid's layout: the image and the modules under /usr/lib/modules.
+	if [ ! -e "$root/lib" ] && [ -d "$root/usr/lib/modules" ]; then
+		ln -s usr/lib "$root/lib"
+	fi
+	if [ ! -e "$root/boot/vmlinuz-$krel" ] &&
+		[ -f "$root/lib/modules/$krel/vmlinuz" ]; then
+		mkdir -p "$root/boot"
+		ln -s "../lib/modules/$krel/vmlinuz" "$root/boot/vmlinuz-$krel"
+	fi
 
 	# Debian's flavour Makefile includes the common headers by absolute
-	# path; a plain kernel.org build tree has no such line.
-	sed -i "s#^include /usr/src/#include $root/usr/src/#" \
+	# path (from 7.x it also sets KBUILD_OUTPUT to its own); a plain
+	# kernel.org build tree has no such line.
+	sed -i "s#^\(include \|KBUILD_OUTPUT=\)/usr/src/#\1$root/usr/src/#" \
 		"$root/usr/src/linux-headers-$krel/Makefile"
+	# From 6.16 C=1 asks scripts/checker-valid.sh whether sparse works,
+	# and Debian's headers lack it (7.2.13): without it C=1 is silently
+	# off. Ours answers as that script does: 1 when the checker runs.
+	common=$(sed -n "s#^include \(/.*\)/Makefile\$#\1#p" \
+		"$root/usr/src/linux-headers-$krel/Makefile")
+	if [ -n "$common" ] && grep -q checker-valid.sh "$common/Makefile" &&
+		[ ! -e "$common/scripts/checker-valid.sh" ]; then
+		printf '%s\n' '#!/bin/sh' \
+			'# tests/vm/fetch-kernel.sh: Debian'"'"'s headers lack it' \
+			'echo "int x;" | "$@" - >/dev/null 2>&1 && echo 1' \
+			>"$common/scripts/checker-valid.sh"
+		chmod 755 "$common/scripts/checker-valid.sh"
+	fi
 	[ -d "$root/lib/modules/$krel" ] || die "no modules for $krel"
 	depmod -b "$root" "$krel" || die "depmod failed"
 	printf '%s' "$stamp" >"$root/.complete"

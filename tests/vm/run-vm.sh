@@ -1,14 +1,18 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Boot one unpacked Debian kernel under QEMU (TCG) with the host's root shared
+# Boot one unpacked Debian kernel under QEMU (TCG) with a root shared
 # read-only over virtio-9p, and run the job in OUTDIR/job.sh inside it (see
 # tests/vm/guest.sh). The console goes to stdout.
 #
 # Usage: run-vm.sh KERNEL_RELEASE OUTDIR TIMEOUT_S
-# Environment: VM_MEM (MiB, default 2048), VM_CPUS (default 2), VM_APPEND
-# (more kernel parameters), VM_QEMU_OPTS (more QEMU options, e.g. the
-# benchmark's -icount, which ties the guest's clock to instructions).
+# Environment: VM_ROOT (the guest's root: default /, the host's; a lane's
+# from .cache/roots), VM_SHARES (host directories, colon-separated, shown at
+# the same paths over VM_ROOT: the repository when the root is a lane's),
+# VM_REPO (the tree whose tests/vm/guest.sh runs, default the repository),
+# VM_MEM (MiB, default 2048), VM_CPUS (default 2), VM_APPEND (more kernel
+# parameters), VM_QEMU_OPTS (more QEMU options, e.g. the benchmark's
+# -icount, which ties the guest's clock to instructions).
 #
 # TCG runs single-threaded: with one host thread per vCPU, a vCPU can execute
 # a stale translation of code another vCPU has just re-patched through
@@ -29,12 +33,18 @@ if [ ! -e "$initramfs" ] || [ "$initramfs" -ot "$repo/tests/vm/initramfs-init" ]
 fi
 
 read -ra qemu_opts <<<"${VM_QEMU_OPTS:-}"
+shares=${VM_SHARES:-}
+n=0
+for dir in ${shares//:/ }; do
+	qemu_opts+=(-virtfs "local,path=$dir,mount_tag=share$n,security_model=none,readonly=on,multidevs=remap")
+	n=$((n + 1))
+done
 timeout --foreground "$timeout_s" qemu-system-x86_64 \
 	-accel tcg,thread=single -cpu max -smp "${VM_CPUS:-2}" -m "${VM_MEM:-2048}" \
 	"${qemu_opts[@]}" \
 	-display none -monitor none -serial stdio -no-reboot -nic none \
 	-kernel "$kroot/boot/vmlinuz-$krel" -initrd "$initramfs" \
-	-append "console=ttyS0 quiet panic=-1 ${VM_APPEND:-} XTCM_REPO=$repo XTCM_KROOT=$kroot" \
-	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+	-append "console=ttyS0 quiet panic=-1 ${VM_APPEND:-} XTCM_REPO=${VM_REPO:-$repo} XTCM_KROOT=$kroot XTCM_SHARES=$shares" \
+	-virtfs local,path="${VM_ROOT:-/}",mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
 	-virtfs local,path="$out",mount_tag=out,security_model=none,multidevs=remap \
 	</dev/null

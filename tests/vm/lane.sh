@@ -1,0 +1,120 @@
+# SPDX-License-Identifier: GPL-2.0
+# shellcheck shell=bash
+#
+# Test lanes: a Debian kernel series and a userland root of the same
+# release. Debian 12's lanes run on the host's own root; the others on a
+# root that tests/vm/mkroot.sh makes with debootstrap in .cache/roots/.
+# Sourced by fetch-kernel.sh, mkroot.sh and run.sh.
+#
+#   lane    release   kernel (its meta-package)          compiler, iptables
+#   5.10    bullseye  5.10.0-N  linux-image-amd64        gcc-10, 1.8.7
+#   6.1     bookworm  6.1.0-N   linux-image-amd64        gcc-12, 1.8.9
+#   6.12    bookworm  6.12.N+deb12 linux-image-6.12-amd64
+#   debug   bookworm  6.1 with KASAN, lockdep, kmemleak, UBSAN (built here)
+#   trixie  trixie    6.12.N+deb13 linux-image-amd64     gcc-14, 1.8.11
+#   sid     sid       its newest, linux-image-amd64      gcc-16, 1.8.13
+
+LANE_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+# lane_release LANE: the Debian release whose userland the lane runs.
+lane_release()
+{
+	case $1 in
+	5.10) echo bullseye ;;
+	6.1 | 6.12 | debug) echo bookworm ;;
+	trixie | sid) echo "$1" ;;
+	*) return 1 ;;
+	esac
+}
+
+# lane_root LANE: the lane's root directory, / for the host's release.
+lane_root()
+{
+	local release
+
+	release=$(lane_release "$1") || return
+	if [ "$release" = bookworm ]; then
+		echo /
+	else
+		echo "$LANE_REPO/.cache/roots/$release"
+	fi
+}
+
+# lane_kernel_meta LANE FLAVOUR: the meta-package naming its newest kernel.
+lane_kernel_meta()
+{
+	case $1 in
+	6.12) echo "linux-image-6.12-$2" ;;
+	*) echo "linux-image-$2" ;;
+	esac
+}
+
+# lane_run [--user] ROOT CMD...: CMD in ROOT (a chroot in a mount namespace
+# of its own, with /proc, /dev, a fresh /tmp, and the repository and
+# XTCM_OUT at their host paths) or, for /, CMD itself on the host. In the
+# chroot CMD runs as root (through sudo when we are not), or with --user as
+# our own user, so that what it builds is ours.
+lane_run()
+{
+	local root userspec=0:0
+	local -a sudo=() binds=("$LANE_REPO")
+
+	if [ "$1" = --user ]; then
+		userspec=$(id -u):$(id -g)
+		shift
+	fi
+	root=$1
+	shift
+
+	if [ "$root" = / ]; then
+		"$@"
+		return
+	fi
+	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+	[ -n "${XTCM_OUT:-}" ] && binds+=("$(realpath -m "$XTCM_OUT")")
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	"${sudo[@]}" unshare --mount --propagation private bash -c '
+		root=$1 userspec=$2 nbinds=$3
+		shift 3
+		mount --rbind /dev "$root/dev" &&
+			mount -t proc proc "$root/proc" &&
+			mount -t tmpfs tmpfs "$root/tmp" || exit 1
+		for dir in "${@:1:nbinds}"; do
+			mkdir -p "$dir" "$root$dir" &&
+				mount --bind "$dir" "$root$dir" || exit 1
+		done
+		shift "$nbinds"
+		exec chroot --userspec="$userspec" "$root" /usr/bin/env -i \
+			PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+			HOME=/root LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
+	' lane-run "$root" "$userspec" "${#binds[@]}" "${binds[@]}" "$@"
+}
+
+# lane_tree ROOT DIR: DIR a copy of the sources (no build products, caches
+# or results) with the plugins, the test tools and the benchmark's sender
+# built in ROOT, against that release's libxtables and C library.
+lane_tree()
+{
+	rm -rf "$2" && mkdir -p "$2" || return
+	tar -C "$LANE_REPO" --exclude=./.git --exclude=./.cache \
+		--exclude=./tests/out --exclude=./bench/out --exclude=./build \
+		-c . | tar -C "$2" -x || return
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	lane_run --user "$1" sh -c 'make -C "$1/libxt" clean all &&
+		make -C "$1/tests" clean tools &&
+		make -C "$1/bench" clean all' lane-tree "$2"
+}
+
+# lane_vm_env ROOT SRC OUTDIR: run-vm.sh's VM_ROOT, VM_REPO and VM_SHARES,
+# exported, for a guest on ROOT that runs SRC's tests. A lane's own root
+# sees the repository (the kernels, SRC) and OUTDIR at their host paths.
+lane_vm_env()
+{
+	local shares=""
+
+	if [ "$1" != / ]; then
+		shares=$LANE_REPO
+		[[ $3/ == "$LANE_REPO"/* ]] || shares+=:$3
+	fi
+	export VM_ROOT=$1 VM_REPO=$2 VM_SHARES=$shares
+}
