@@ -4,7 +4,12 @@
 #
 #   make            module (KDIR=<kernel build dir>) and iptables plugins
 #   make check      install what is missing, the host checks (check-host),
-#                   then the VM tests on 6.1/6.12 and the debug kernel
+#                   then the VM tests on every lane (tests/vm/lane.sh: a
+#                   Debian kernel and a userland root of its release): the
+#                   whole suite on Debian 12's 6.1 and 6.12 and on sid's
+#                   newest kernel, a core set on Debian 11's 5.10 and 13's
+#                   6.12, a longer one on the debug kernel
+#   make check-matrix  every test on every lane (hours)
 #   make check-host the host part of make check alone, no VM: unit tests,
 #                   builds, static analysis, fuzz smoke run, packages
 #   make demo       boot a VM and run the how-to's basic example
@@ -22,8 +27,8 @@
 #                   per kernel, ours against the kernel's own xt_connmark
 #   make fuzz       the iptables plugins under libFuzzer, ASan and UBSan
 #                   (tests/fuzz), FUZZ_RUNS executions (default 1000000)
-#   make bench      forwarding benchmark on 6.1/6.12: ours, in-tree, nftables
-#                   (bench/run.sh; results in bench/results/)
+#   make bench      forwarding benchmark on 6.1, 6.12 and sid: ours, in-tree,
+#                   nftables (bench/run.sh; results in bench/results/)
 #
 # Installing on the machine itself (as root):
 #   make dkms-install     register the module with DKMS (/usr/src/xt_connmark-
@@ -80,14 +85,16 @@ DEB_TREE = $(DEB_OUT)/xt-connmark-$(VERSION)
 # What the Debian packages are built from (not build products).
 DIST_FILES = Makefile Kbuild dkms.conf LICENSE README.md $(MANPAGE) \
 	$(wildcard include/*.h kmod/Kbuild kmod/*.c kmod/*.h \
-		libxt/Makefile libxt/*.c libxt/xtables-connmark-rules \
+		libxt/Makefile libxt/xtables.mk libxt/*.c libxt/*.h \
+		libxt/xtables-connmark-rules \
 		debian/control debian/copyright debian/rules debian/source/format \
 		debian/*.dkms debian/*.install debian/*.preinst debian/*.prerm \
 		debian/*.postrm debian/*.lintian-overrides debian/*.manpages)
 
-.PHONY: all module plugins unit check check-host demo check-cookbook \
-	check-install check-debug debug-kernel lifecycle differential bench \
-	fuzz clean dkms-source dkms-install dkms-uninstall install uninstall deb
+.PHONY: all module plugins unit check check-host check-matrix demo \
+	check-cookbook check-install check-debug debug-kernel lifecycle \
+	differential bench fuzz clean dkms-source dkms-install dkms-uninstall \
+	install uninstall deb
 
 all: module plugins
 
@@ -113,6 +120,10 @@ check:
 check-host:
 	tests/deps.sh
 	tests/run.sh --host-only
+
+check-matrix:
+	tests/deps.sh
+	tests/run.sh --matrix
 
 demo:
 	tests/deps.sh

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <xtables.h>
+#include "xtables_compat.h"
 #include "xt_connmark.h"
 #include "connmark_math.h"
 #include "connmark_tginfo.h"
@@ -591,16 +592,24 @@ static struct xtables_target connmark_tg_reg[] = {
 };
 
 /*
- * iptables 1.8.8 and later keep one revision per extension, the first of
- * its registrations that the kernel supports, and the legacy backend lists
- * a rule only with the plugin of the rule's own revision ("[unsupported
- * revision]" otherwise). Revision 3 is therefore registered first, and made
- * a full registration at once (xtables_find_target()), before revisions 1
- * and 2: the one kept of those then goes to the head of the list, before
- * revision 3. That is the revision iptables parses with, and sends, and
- * the legacy backend still finds revision 3 after it, to list
- * --set-dscpmark rules. Where the kernel lacks revision 3, it is not
- * registered at all.
+ * Which revision libxtables hands out first, the head of its list, is the
+ * one registered last (xtables_find_target() makes each a full
+ * registration at once); both stay findable.
+ *  - iptables-legacy lists a rule with the plugin of the rule's own
+ *    revision ("[unsupported revision]" otherwise), but with -v, when it
+ *    prints the rule it adds or deletes, its search for that revision
+ *    starts from a copy of the head that links to itself and never ends
+ *    unless the head is the rule's revision (1.8.7 to 1.8.13). Revision 2,
+ *    the revision of every rule but --set-dscpmark, goes last.
+ *  - iptables-nft 1.8.10 and later hand every rule they list to the head
+ *    with u.user.revision set to the head's revision, whatever the kernel
+ *    holds. A revision 3 blob is a revision 2 blob whose padding byte is
+ *    func, and iptables writes that byte 0 in every revision 2 rule, so
+ *    reading each rule as revision 3 is right for both: revision 3 goes
+ *    last. Older iptables-nft pass the kernel's revision; -v works.
+ * iptables-legacy is the one that asks the kernel through libxtables' own
+ * xtables_compatible_revision(). Where the kernel lacks revision 3, it is
+ * not registered at all.
  */
 void _init(void)
 {
@@ -609,9 +618,16 @@ void _init(void)
 	connmark_kernel_has_v3 = xt_params->compat_rev &&
 		xt_params->compat_rev(v3->name, v3->revision,
 				      afinfo->so_rev_target);
-	if (connmark_kernel_has_v3) {
+	if (!connmark_kernel_has_v3) {
+		xtables_register_targets(connmark_tg_reg, 2);
+	} else if (xt_params->compat_rev == xtables_compatible_revision) {
+		xtables_register_targets(v3, 1);
+		xtables_find_target(v3->name, XTF_DONT_LOAD);
+		xtables_register_targets(connmark_tg_reg, 2);
+	} else {
+		xtables_register_targets(connmark_tg_reg, 2);
+		xtables_find_target(v3->name, XTF_DONT_LOAD);
 		xtables_register_targets(v3, 1);
 		xtables_find_target(v3->name, XTF_DONT_LOAD);
 	}
-	xtables_register_targets(connmark_tg_reg, 2);
 }

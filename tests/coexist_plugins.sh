@@ -20,6 +20,7 @@
 #     same blobs, and -D with the saved spec finds every rule.
 #  4. --set-dscpmark, which only revision 3 expresses, is the one rule the
 #     kernel holds as revision 3 (its exact blob).
+#  5. iptables -v prints a revision 2 rule as it adds it, and returns.
 #
 # Topology: one namespace, no traffic: what is checked is what the kernel
 # holds and what each iptables prints of it.
@@ -150,7 +151,7 @@ expect_same()
 
 check_backend_family()
 {
-	local k_ours k_theirs ours_save theirs_save got out args specs=()
+	local k_ours k_theirs ours_save theirs_save got out rc args specs=()
 
 	WHAT="$BACKEND ipv$FAM"
 	batch_failed=false
@@ -199,8 +200,8 @@ check_backend_family()
 	find_each "$DISTRO" "Debian's plugin, saved specs" "${specs[@]}"
 
 	# 4. --set-dscpmark alone needs revision 3. iptables-nft -v prints it
-	# as it adds it; iptables-legacy 1.8.9 -v would loop for ever in
-	# libxtables (README.md, "Living with other iptables").
+	# as it adds it; iptables-legacy -v would loop for ever in libxtables
+	# (README.md, "Living with other iptables").
 	load "$OURS" "${typed[@]}"
 	read -r -a args <<<"$DSCP_RULE"
 	if [ "$BACKEND" = nft ]; then
@@ -214,6 +215,19 @@ check_backend_family()
 	expect_same "kernel after ours added --set-dscpmark last" \
 		"$k_ours"$'\n'"CONNMARK rev 3 $(tginfo 0xfc000000 0x01000000 0xffffffff 0 26 0 2)" \
 		"$got"
+
+	# 5. iptables -v prints each rule it adds, and iptables-legacy looks
+	# for the plugin of the rule's revision to do so: for revision 2 that
+	# search must end (our plugin's order of registration, README.md).
+	load "$OURS"
+	out=$(XTABLES_LIBDIR=$OURS:$DISTRO timeout 60 ip netns exec "$nsrouter" \
+		"$IPT" -v -t mangle -A cm -j CONNMARK --set-mark 0x1 2>&1)
+	rc=$?
+	if [ "$rc" -ne 0 ] || [[ $out != *"CONNMARK set 0x1"* ]]; then
+		fail "$WHAT: iptables -v -A cm -j CONNMARK --set-mark 0x1: want it printed, got exit $rc, '$out'"
+	fi
+	expect_same "kernel after iptables -v added --set-mark 0x1" \
+		"CONNMARK rev 2 $(tginfo 0x1 0xffffffff 0 0 0 0 0)" "$(kernel)"
 
 	if $batch_failed; then
 		echo "# $WHAT: kernel (ours' rules):"

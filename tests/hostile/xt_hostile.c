@@ -1651,14 +1651,37 @@ static void klog_collect(struct klog *k)
 
 /* ------------------------------------------------------------------ */
 
+/*
+ * The errors the x_tables and nfnetlink paths return, by name (glibc's
+ * strerrorname_np() is 2.32 and later; Debian 11 has 2.31).
+ */
+#define ERRNO_NAME(e) { e, #e }
+static const struct {
+	int err;
+	const char *name;
+} errno_names[] = {
+	ERRNO_NAME(EPERM), ERRNO_NAME(ENOENT), ERRNO_NAME(EIO),
+	ERRNO_NAME(E2BIG), ERRNO_NAME(EAGAIN), ERRNO_NAME(ENOMEM),
+	ERRNO_NAME(EFAULT), ERRNO_NAME(EBUSY), ERRNO_NAME(EEXIST),
+	ERRNO_NAME(EINVAL), ERRNO_NAME(ENOSPC), ERRNO_NAME(EPIPE),
+	ERRNO_NAME(ERANGE), ERRNO_NAME(ENAMETOOLONG), ERRNO_NAME(ELOOP),
+	ERRNO_NAME(EBADMSG), ERRNO_NAME(EPROTO), ERRNO_NAME(EMSGSIZE),
+	ERRNO_NAME(ENOPROTOOPT), ERRNO_NAME(EOPNOTSUPP),
+	ERRNO_NAME(EAFNOSUPPORT), ERRNO_NAME(ENOBUFS),
+};
+
 static const char *errname(int err)
 {
-	const char *s;
+	static char unknown[32];
+	size_t i;
 
 	if (!err)
 		return "0";
-	s = strerrorname_np(err);
-	return s ? s : "unknown";
+	for (i = 0; i < sizeof(errno_names) / sizeof(errno_names[0]); i++)
+		if (errno_names[i].err == err)
+			return errno_names[i].name;
+	snprintf(unknown, sizeof(unknown), "errno %d", err);
+	return unknown;
 }
 
 /* xt_hostile dump PATH TABLE */

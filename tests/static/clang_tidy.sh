@@ -16,7 +16,7 @@ if ! command -v clang-tidy >/dev/null; then
 	exit 1
 fi
 cd "$repo" || exit 1
-read -ra xt_cflags <<<"$(pkg-config --cflags xtables)"
+read -ra xt_cflags <<<"$(make -s -C libxt print-XT_CFLAGS) $(make -s -C libxt print-XT_CPPFLAGS)"
 
 # tidy FILE CFLAGS...: clang-tidy on FILE, one result line.
 tidy()
