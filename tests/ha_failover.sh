@@ -19,9 +19,10 @@
 #   VRRP: 10.0.1.254 and 10.0.2.254 on the primary.
 #
 # Each firewall also gets a mount namespace with private /run, /var/log,
-# /etc/conntrackd and /etc/keepalived, so that the page's default paths
-# (configuration, socket, lock and pid files) do not collide; the daemons
-# run in the foreground, their logs go to this test's log on failure.
+# /etc/conntrackd and /etc/keepalived (copies of the packages' own), so that
+# the page's default paths (configuration, socket, lock and pid files) do
+# not collide; the daemons run in the foreground, their logs go to this
+# test's log on failure.
 #
 # The LAN host sends a TCP stream to the server's port 5001 (class 1) for
 # the whole test and UDP bursts on one flow to port 5002 (class 2), which
@@ -186,6 +187,10 @@ setup_mounts()
 	for fw in fw1 fw2; do
 		mkdir -p "$tmpdir/$fw/conntrackd" "$tmpdir/$fw/keepalived" ||
 			return
+		# What the packages keep there stays (keepalived 2.3, in sid,
+		# will not start without its keepalived.config-opts).
+		cp -a /etc/conntrackd/. "$tmpdir/$fw/conntrackd/" &&
+			cp -a /etc/keepalived/. "$tmpdir/$fw/keepalived/" || return
 		touch "$tmpdir/$fw/mnt"
 		# shellcheck disable=SC2016 # expanded by the inner sh
 		nsenter --net="/run/netns/${!fw}" unshare \

@@ -173,11 +173,12 @@ timed_step()
 }
 
 # dkms_installed: DKMS has our version of xt_connmark installed for $KREL.
-# Sets status (dkms status).
+# Sets status (dkms status: "xt_connmark/V, K, ARCH: installed", or before
+# DKMS 3.0, Debian 11's, "xt_connmark, V, K, ARCH: installed").
 dkms_installed()
 {
 	status=$(dkms status xt_connmark)
-	grep -q "^xt_connmark/$XTCM_VERSION, $KREL, [^:]*: installed" \
+	grep -qE "^xt_connmark(/|, )$XTCM_VERSION, $KREL, [^:]*: installed" \
 		<<<"$status" && return 0
 	echo "FAIL: dkms status, want xt_connmark/$XTCM_VERSION installed for $KREL, got: $status"
 	return 1

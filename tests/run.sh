@@ -32,7 +32,8 @@
 # XTCM_FLAVOURS (build-only flavours of Debian 12's lanes, default
 # "rt-amd64"), XTCM_TEST_TIMEOUT (s, default 1800), XTCM_UNIT_TIMEOUT (s
 # per unit test binary, default 600), XTCM_OUT (results and module builds,
-# default tests/out), XTCM_JOBS (VMs at once, default all of them).
+# default tests/out), XTCM_JOBS (VMs at once, default all of them, each
+# booted as soon as its lane is built).
 
 set -u
 set -o pipefail
@@ -358,10 +359,7 @@ vm_boot()
 	vm_timeout=$(($(wc -l <"$dir/tests") * test_timeout + 120))
 	if [ "$1" = debug ]; then
 		# KASAN needs memory; ACPI's PCI routing times out under TCG.
-		# 4-level paging: with -cpu max's LA57, 6.1's KASAN once reported
-		# a wild access on an irq_desc lock taken by an interrupt during
-		# identify_cpu(), long before any module (see README).
-		VM_MEM=3072 VM_APPEND="pci=noacpi no5lvl" tests/vm/run-vm.sh "$2" \
+		VM_MEM=3072 VM_APPEND="pci=noacpi" tests/vm/run-vm.sh "$2" \
 			"$dir" "$vm_timeout" >"$dir/console.log" 2>&1
 	else
 		tests/vm/run-vm.sh "$2" "$dir" "$vm_timeout" \
@@ -398,12 +396,10 @@ vm_report()
 		"$dir/timing" 2>/dev/null
 }
 
-mkdir -p "$outdir/host"
-if ! $demo; then
-	echo "TAP version 13"
+# host_checks: what runs on the host alone, while the VMs run.
+host_checks()
+{
 	unit_tests
-	run_logged "build: iptables plugins" make -C libxt
-	run_logged "build: test tools (tests/hostile)" make -C tests tools
 	run_logged "cppcheck: libxt/" cppcheck --enable=warning,style \
 		--error-exitcode=1 --quiet -I include -I kmod libxt/
 	run_logged "clang-tidy: libxt/ tests/fuzz/" tests/static/clang_tidy.sh
@@ -413,6 +409,14 @@ if ! $demo; then
 	run_logged "shellcheck: tests" shellcheck -x tests/*.sh tests/*/*.sh .ci/run
 	run_logged "shellcheck: initramfs init (busybox sh)" \
 		shellcheck -s sh tests/vm/initramfs-init
+}
+
+mkdir -p "$outdir/host"
+if ! $demo; then
+	echo "TAP version 13"
+	# First: the VMs of Debian 12's lanes run the repository's builds.
+	run_logged "build: iptables plugins" make -C libxt
+	run_logged "build: test tools (tests/hostile)" make -C tests tools
 else
 	make -s -C libxt >"$outdir/host/plugins.log" 2>&1 ||
 		result 1 "build: iptables plugins" "$outdir/host/plugins.log"
@@ -421,14 +425,13 @@ else
 	tests=(demo.sh)
 fi
 
-# Build and check on the host and in each lane's root, then boot the
-# kernels, up to XTCM_JOBS VMs at once (each VM's TCG runs in one host
-# thread).
+# Build and check on the host and in each lane's root, and boot each
+# lane's kernel as soon as that is done, up to XTCM_JOBS VMs at once (each
+# VM's TCG runs in one host thread), so that the VMs run while the next
+# lanes are prepared and the host checks run.
 declare -A lane_ready=()
-vm_series=()
 vm_krels=()
-vm_roots=()
-vm_srcs=()
+jobs_max=${XTCM_JOBS:-0}
 for series in $series_list; do
 	lane_prepare "$series" || continue
 	if ! $demo && [ "$root" = / ] && [ "$series" != debug ]; then
@@ -455,19 +458,14 @@ for series in $series_list; do
 	rm -rf "${outdir:?}/$krel"
 	mkdir -p "$outdir/$krel"
 	write_job "$series" "$outdir/$krel"
-	vm_series+=("$series")
 	vm_krels+=("$krel")
-	vm_roots+=("$root")
-	vm_srcs+=("$src")
-done
-jobs_max=${XTCM_JOBS:-${#vm_krels[@]}}
-for i in "${!vm_krels[@]}"; do
-	while [ "$(jobs -pr | wc -l)" -ge "$jobs_max" ]; do
+	while [ "$jobs_max" -gt 0 ] &&
+		[ "$(jobs -pr | wc -l)" -ge "$jobs_max" ]; do
 		wait -n
 	done
-	vm_boot "${vm_series[$i]}" "${vm_krels[$i]}" "${vm_roots[$i]}" \
-		"${vm_srcs[$i]}" &
+	vm_boot "$series" "$krel" "$root" "$src" &
 done
+$demo || host_checks
 wait
 for krel in "${vm_krels[@]}"; do
 	vm_report "$krel"
