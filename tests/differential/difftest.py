@@ -775,7 +775,10 @@ def collect(batch, backends, res):
                 direction = {"saddr": "s", "daddr": "d"}.get(field, direction)
         count(rule["chain"], pkts, jump, direction)
 
-    for line in sh(["conntrack", "-L"], check=False).splitlines():
+    # conntrack -L lists both families from 1.4.7; 1.4.6 (Debian 11) IPv4's.
+    listing = "".join(sh(["conntrack", "-L", "-f", family], check=False)
+                      for family in ("ipv4", "ipv6"))
+    for line in listing.splitlines():
         f = line.split()
         if len(f) < 4 or "=" in f[0]:
             continue
