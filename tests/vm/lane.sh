@@ -15,6 +15,13 @@
 #   sid     sid       its newest, linux-image-amd64      gcc-16, 1.8.13
 
 LANE_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# depmod, modinfo, dkms and debootstrap are in sbin, which is not in a
+# Debian user's PATH; the scripts that source this file and what they run
+# need them.
+case :$PATH: in
+*:/usr/sbin:*) ;;
+*) PATH=$PATH:/usr/sbin:/sbin ;;
+esac
 
 # lane_release LANE: the Debian release whose userland the lane runs.
 lane_release()
