@@ -442,7 +442,7 @@ for series in $series_list; do
 	build_module "$series" amd64 || continue
 	kdir=$repo/.cache/kernels/$krel/root/usr/src/linux-headers-$krel
 	$demo || run_logged "refusals: $krel without CONFIG_NF_CONNTRACK_MARK, with CONNMARK built in" \
-		lane_run --user "$root" "$src/tests/static/kernel_refusals.sh" "$krel" "$kdir"
+		lane_run "$root" "$src/tests/static/kernel_refusals.sh" "$krel" "$kdir"
 	# Only for the VM tests that use them.
 	deb_dir=""
 	iptables_deb=""

@@ -11,8 +11,8 @@
 # BUILD_EXCLUSIVE_CONFIG, then kmod/Kbuild), with DKMS trees in a temporary
 # directory (and --no-prepare-kernel: DKMS 2.8 would otherwise run make
 # mrproper on headers given by --kernelsourcedir). The unchanged copy builds
-# with DKMS: the refusals come from the changes. Runs on the host, or in a
-# lane's root (tests/run.sh).
+# with DKMS: the refusals come from the changes. Runs as root (DKMS installs
+# only as root), on the host or in a lane's root (tests/run.sh).
 #
 # Usage: kernel_refusals.sh KERNEL_RELEASE [HEADERS]
 #   HEADERS  its build tree, default the one unpacked in .cache/kernels/ (a

@@ -58,9 +58,9 @@ lane_kernel_meta()
 
 # lane_run [--user] ROOT CMD...: CMD in ROOT (a chroot in a mount namespace
 # of its own, with /proc, /dev, a fresh /tmp, and the repository and
-# XTCM_OUT at their host paths) or, for /, CMD itself on the host. In the
-# chroot CMD runs as root (through sudo when we are not), or with --user as
-# our own user, so that what it builds is ours.
+# XTCM_OUT at their host paths) or, for /, CMD itself on the host. CMD runs
+# as root (through sudo when we are not), or with --user as our own user,
+# so that what it builds is ours.
 lane_run()
 {
 	local root userspec=0:0
@@ -73,11 +73,14 @@ lane_run()
 	root=$1
 	shift
 
-	if [ "$root" = / ]; then
+	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+	if [ "$root" = / ] && [ "$userspec" = 0:0 ]; then
+		"${sudo[@]}" "$@"
+		return
+	elif [ "$root" = / ]; then
 		"$@"
 		return
 	fi
-	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
 	[ -n "${XTCM_OUT:-}" ] && binds+=("$(realpath -m "$XTCM_OUT")")
 	# shellcheck disable=SC2016 # expanded by the inner shell
 	"${sudo[@]}" unshare --mount --propagation private bash -c '
