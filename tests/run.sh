@@ -234,7 +234,7 @@ build_module()
 # lane's root against its libxtables. Sets root and src.
 lane_prepare()
 {
-	local release
+	local release rc
 
 	release=$(lane_release "$1") || {
 		result fail "lane $1: unknown (tests/vm/lane.sh)"
@@ -243,14 +243,36 @@ lane_prepare()
 	root=$(lane_root "$1")
 	src=$repo
 	[ "$root" = / ] && return
-	run_logged "lane $1: Debian $release root (tests/vm/mkroot.sh)" \
-		tests/vm/mkroot.sh "$release" || return
 	src=$outdir/lanes/$release/src
 	[ -n "${lane_ready[$release]:-}" ] && return
+	# made in the background since the lanes began (mkroot_start)
+	wait "${mkroot_pid[$release]}"
+	rc=$?
+	result "$rc" "lane $1: Debian $release root (tests/vm/mkroot.sh)" \
+		"$outdir/host/mkroot-$release.log"
+	[ "$rc" -eq 0 ] || return 1
 	lane_ready[$release]=1
 	# shellcheck disable=SC2016 # a dpkg-query format
 	run_logged "lane $1: plugins and test tools built in Debian $release's root (iptables $(lane_run --user "$root" \
 		dpkg-query -W -f '${Version}' iptables))" lane_tree "$root" "$src"
+}
+
+# mkroot_start: tests/vm/mkroot.sh for every release of the lanes that has
+# a root of its own, all at once in the background (downloads and dpkg,
+# while the host builds): their pids in mkroot_pid.
+declare -A mkroot_pid=()
+mkroot_start()
+{
+	local series release
+
+	for series in $series_list; do
+		release=$(lane_release "$series") || continue
+		[ "$(lane_root "$series")" = / ] && continue
+		[ -n "${mkroot_pid[$release]:-}" ] && continue
+		tests/vm/mkroot.sh "$release" \
+			>"$outdir/host/mkroot-$release.log" 2>&1 &
+		mkroot_pid[$release]=$!
+	done
 }
 
 # job_tests LANE: the tests the lane runs, one per line.
@@ -432,6 +454,7 @@ fi
 declare -A lane_ready=()
 vm_krels=()
 jobs_max=${XTCM_JOBS:-0}
+mkroot_start
 for series in $series_list; do
 	lane_prepare "$series" || continue
 	if ! $demo && [ "$root" = / ] && [ "$series" != debug ]; then
