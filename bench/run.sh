@@ -36,7 +36,7 @@ set -o pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
-# shellcheck source=tests/vm/lane.sh
+# shellcheck source-path=SCRIPTDIR/.. source=tests/vm/lane.sh
 source tests/vm/lane.sh
 series_list=${XTCM_SERIES:-6.1 6.12 sid}
 out=${XTCM_OUT:-$repo/bench/out}

@@ -15,7 +15,7 @@
 set -u
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-# shellcheck source=bench/harness.sh
+# shellcheck source-path=SCRIPTDIR/.. source=bench/harness.sh
 source "$REPO_DIR/bench/harness.sh"
 
 bench_require_tools

@@ -40,7 +40,7 @@ set -o pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
-# shellcheck source-path=SCRIPTDIR
+# shellcheck source-path=SCRIPTDIR/..
 source tests/vm/lane.sh
 series_list=${XTCM_SERIES:-sid 6.1 6.12 debug 5.10 trixie}
 # The lanes that run the whole of TEST_PROGS in make check.
@@ -320,18 +320,16 @@ deb_packages()
 # shellcheck disable=SC2317 # called through run_logged
 fetch_iptables_deb()
 {
-	local pkg
+	local pkg version
 
 	# shellcheck disable=SC2016 # a dpkg-query format
 	pkg=$(lane_run --user "$root" dpkg-query -W \
 		-f '${Package}_${Version}_${Architecture}' iptables) || return
 	iptables_deb=$repo/.cache/debs/${pkg//:/%3a}.deb
 	[ -f "$iptables_deb" ] && return
+	version=${pkg#iptables_}
 	mkdir -p "$repo/.cache/debs"
-	# shellcheck disable=SC2016 # expanded by the inner shell
-	lane_run --user "$root" sh -c 'cd "$1" && apt-get download "$2"' \
-		download "$repo/.cache/debs" \
-		"iptables=$(lane_run --user "$root" dpkg-query -W -f '${Version}' iptables)" &&
+	lane_download "$root" "$repo/.cache/debs" "iptables=${version%_*}" &&
 		[ -f "$iptables_deb" ]
 }
 
@@ -405,6 +403,7 @@ vm_report()
 			result 1 "$krel: $t (no result: the VM stopped early)" "$dir/console.log"
 	done <"$dir/tests"
 	# A subshell: lib.sh is the tests' library, only its pattern is wanted.
+	# shellcheck source-path=SCRIPTDIR/..
 	(source tests/lib.sh && grep -E "$KERNEL_SPLATS" "$dir/dmesg.txt") \
 		>"$dir/splats.txt" 2>/dev/null
 	[ -f "$dir/dmesg.txt" ] && [ ! -s "$dir/splats.txt" ]

@@ -74,9 +74,8 @@ fetch_debian()
 	pkgs=("$image" "linux-headers-$krel" "${pkgs[@]}")
 	[ ${#pkgs[@]} -ge 4 ] ||
 		die "cannot resolve the dependencies of $image and linux-headers-$krel"
-	# shellcheck disable=SC2016 # expanded by the inner shell
-	lane_run --user "$userland" sh -c 'cd "$1" && shift && apt-get download "$@"' \
-		download "$debs" "${pkgs[@]}" >&2 || die "apt-get download failed"
+	lane_download "$userland" "$debs" "${pkgs[@]}" >&2 ||
+		die "apt-get download failed"
 	deb_files=()
 	for pkg in $(printf '%s\n' "${pkgs[@]}" | sort -u); do
 		deb_files+=("$debs/${pkg}_"*.deb)

@@ -128,3 +128,15 @@ lane_vm_env()
 	fi
 	export VM_ROOT=$1 VM_REPO=$2 VM_SHARES=$shares
 }
+
+# lane_download ROOT DIR PKG...: apt-get download of each PKG (name or
+# name=version) with ROOT's apt, into DIR, as our own user.
+lane_download()
+{
+	local root=$1 dir=$2
+	shift 2
+
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	lane_run --user "$root" sh -c 'cd "$1" && shift && apt-get download "$@"' \
+		download "$dir" "$@"
+}
