@@ -21,7 +21,7 @@
 #                   else make debug-kernel's)
 #   make debug-kernel  build that kernel from Debian's linux-source-6.1 with
 #                   tests/vm/debug-kernel.config into .cache/debug-kernel
-#                   (hours)
+#                   (about 20 minutes on 2 cores)
 #   make lifecycle  100 load/use/unload cycles
 #   make differential   DIFF_PROGRAMS (default 1000) random rule programs
 #                   per kernel, ours against the kernel's own xt_connmark

@@ -448,50 +448,50 @@ static void connmark_tg_save(const void *ip,
 	connmark_tg_put(&info);
 }
 
-/* The value that SET, SAVE or RESTORE assigns, before the shift. */
-static void connmark_tg_xlate_value(struct xt_xlate *xl,
-				    const struct xt_connmark_tginfo3 *info)
+/* A general set; nft's "and" binds before "xor", as in C. */
+static void connmark_tg_xlate_set(struct xt_xlate *xl,
+				  const struct xt_connmark_tginfo3 *info)
 {
-	switch (info->mode) {
-	case XT_CONNMARK_SET:
-		/* nft's "and" binds before "xor", as in C. */
-		if (info->ctmark == 0)
-			xt_xlate_add(xl, "ct mark and 0x%x", ~info->ctmask);
-		else if (info->ctmark == info->ctmask)
-			xt_xlate_add(xl, "ct mark or 0x%x", info->ctmark);
-		else if (info->ctmask == 0)
-			xt_xlate_add(xl, "ct mark xor 0x%x", info->ctmark);
-		else
-			xt_xlate_add(xl, "ct mark and 0x%x xor 0x%x",
-				     ~info->ctmask, info->ctmark);
-		break;
-	case XT_CONNMARK_SAVE:
-		xt_xlate_add(xl, "mark");
-		if (info->nfmask != UINT32_MAX)
-			xt_xlate_add(xl, " and 0x%x", info->nfmask);
-		break;
-	case XT_CONNMARK_RESTORE:
-		xt_xlate_add(xl, "ct mark");
-		if (info->ctmask != UINT32_MAX)
-			xt_xlate_add(xl, " and 0x%x", info->ctmask);
-		break;
-	}
+	if (info->ctmark == 0)
+		xt_xlate_add(xl, "ct mark and 0x%x", ~info->ctmask);
+	else if (info->ctmark == info->ctmask)
+		xt_xlate_add(xl, "ct mark or 0x%x", info->ctmark);
+	else if (info->ctmask == 0)
+		xt_xlate_add(xl, "ct mark xor 0x%x", info->ctmark);
+	else
+		xt_xlate_add(xl, "ct mark and 0x%x xor 0x%x",
+			     ~info->ctmask, info->ctmark);
 }
 
 /*
- * Translate exactly or not at all (return 0). A save or restore keeps the
- * destination's bits outside its mask, which takes two runtime values in one
- * expression: nft cannot say that, so only a copy that replaces the whole
- * destination mark is translated. A shifted constant is folded, as nft
- * cannot shift one. --set-dscpmark keeps the ct mark bits outside both of
- * its masks and ORs the DSCP in, the same two runtime values: never
- * translated.
+ * A save (DEST "ct mark", SRC "mark") or a restore (the other way):
+ * DEST and ~DEST_MASK xor (SRC and SRC_MASK) shifted. When the destination
+ * keeps some of its bits, the expression combines two runtime values
+ * (register-to-register bitwise: nftables 1.1.2 with Linux 6.13); an older
+ * nft or kernel rejects the rule, loudly.
+ */
+static void connmark_tg_xlate_copy(struct xt_xlate *xl, const char *dest,
+				   uint32_t dest_mask, const char *src,
+				   uint32_t src_mask,
+				   const struct xt_connmark_tginfo3 *info)
+{
+	if (dest_mask == 0)
+		xt_xlate_add(xl, "%s xor ", dest);
+	else if (dest_mask != UINT32_MAX)
+		xt_xlate_add(xl, "%s and 0x%x xor ", dest, ~dest_mask);
+	xt_xlate_add(xl, "%s%s", info->shift_bits ? "( " : "", src);
+	if (src_mask != UINT32_MAX)
+		xt_xlate_add(xl, " and 0x%x", src_mask);
+}
+
+/*
+ * Translate exactly or not at all (return 0). A shifted constant is folded,
+ * as nft cannot shift one. --set-dscpmark ORs a header field, shifted, into
+ * the ct mark: never translated.
  */
 static int connmark_tg_xl(struct xt_xlate *xl,
 			  const struct xt_connmark_tginfo3 *info)
 {
-	const char *dest;
-
 	if (info->func == XT_CONNMARK_DSCP || info->shift_bits >= 32)
 		return 0;
 	switch (info->mode) {
@@ -503,23 +503,23 @@ static int connmark_tg_xl(struct xt_xlate *xl,
 						    info->shift_bits));
 			return 1;
 		}
-		dest = "ct";
+		xt_xlate_add(xl, "ct mark set %s",
+			     info->shift_bits ? "( " : "");
+		connmark_tg_xlate_set(xl, info);
 		break;
 	case XT_CONNMARK_SAVE:
-		if (info->ctmask != UINT32_MAX)
-			return 0;
-		dest = "ct";
+		xt_xlate_add(xl, "ct mark set ");
+		connmark_tg_xlate_copy(xl, "ct mark", info->ctmask, "mark",
+				       info->nfmask, info);
 		break;
 	case XT_CONNMARK_RESTORE:
-		if (info->nfmask != UINT32_MAX)
-			return 0;
-		dest = "meta";
+		xt_xlate_add(xl, "meta mark set ");
+		connmark_tg_xlate_copy(xl, "mark", info->nfmask, "ct mark",
+				       info->ctmask, info);
 		break;
 	default:
 		return 0;
 	}
-	xt_xlate_add(xl, "%s mark set %s", dest, info->shift_bits ? "( " : "");
-	connmark_tg_xlate_value(xl, info);
 	if (info->shift_bits != 0)
 		xt_xlate_add(xl, " ) %s %u",
 			     info->shift_dir == D_SHIFT_RIGHT ? ">>" : "<<",

@@ -59,7 +59,8 @@
 # XTCM_DIFF_PROGRAMS=1 reruns program P of seed S alone), XTCM_DIFF_BATCH
 # (programs at once, default 250), XTCM_DIFF_SHRINK_ROUNDS (default 25),
 # XTCM_DIFF_REFERENCE ("in-tree", or "ours" to compare ours with itself: a
-# check of the test's own determinism).
+# check of the test's own determinism, or "translation": see
+# tests/translate_exec.sh).
 
 set -u
 # shellcheck source-path=SCRIPTDIR
@@ -76,8 +77,10 @@ if [ -z "${XTCM_MODULE:-}" ]; then
 	echo "SKIP: Could not find the module to load (XTCM_MODULE is not set)"
 	exit "$ksft_skip"
 fi
+reference=${XTCM_DIFF_REFERENCE:-in-tree}
 intree=$(modinfo -n xt_connmark 2>/dev/null)
-if [[ "$intree" != */kernel/net/netfilter/xt_connmark.ko* ]]; then
+if [ "$reference" = in-tree ] &&
+	[[ "$intree" != */kernel/net/netfilter/xt_connmark.ko* ]]; then
 	echo "SKIP: Could not find the kernel's own xt_connmark (modinfo: '$intree')"
 	exit "$ksft_skip"
 fi
@@ -88,7 +91,6 @@ seed=${XTCM_DIFF_SEED:-$((RANDOM * 32768 + RANDOM))}
 first=${XTCM_DIFF_FIRST:-0}
 batch=${XTCM_DIFF_BATCH:-250}
 shrink_rounds=${XTCM_DIFF_SHRINK_ROUNDS:-25}
-reference=${XTCM_DIFF_REFERENCE:-in-tree}
 distro_libdir=$(pkg-config --variable=xtlibdir xtables 2>/dev/null ||
 	echo /usr/lib/x86_64-linux-gnu/xtables)
 work=$(mktemp -d)
@@ -132,8 +134,8 @@ use_module()
 	loaded_is "$1"
 }
 
-# run_programs MODULE PLAN OUT: the programs of PLAN with MODULE, results
-# into OUT.
+# run_programs MODULE PLAN OUT [ARGS...]: the programs of PLAN with MODULE,
+# results into OUT; ARGS go to difftest.py run.
 run_programs()
 {
 	local start=$SECONDS
@@ -142,7 +144,42 @@ run_programs()
 	echo "# $SECONDS s: $1 module loaded in $((SECONDS - start)) s"
 	python3 "$difftest" run --plan "$2" --out "$3" --client "$nsclient" \
 		--router "$nsrouter" --server "$nsserver" --backends "$backends" \
-		--distro-libdir "$distro_libdir" --batch "$batch" --tag "$1"
+		--distro-libdir "$distro_libdir" --batch "$batch" --tag "$1" \
+		"${@:4}"
+}
+
+# translation_test: every program as iptables rules, then as their nft
+# translation, both with our module; the translations must behave exactly
+# as the rules (tests/translate_exec.sh).
+translation_test()
+{
+	local -a reg2reg=()
+
+	# nftables 1.1.2 with Linux 6.13 combine two runtime marks; elsewhere
+	# such a translation must be rejected, loudly.
+	if ip netns exec "$nsrouter" nft -c -f - >/dev/null 2>&1 <<-EOF
+		table ip xtcm_probe {
+			chain probe { meta mark set meta mark xor ct mark; }
+		}
+	EOF
+	then
+		reg2reg=(--reg2reg)
+		echo "# nft $(nft --version | cut -d' ' -f2) on $(uname -r) has register-to-register bitwise"
+	else
+		echo "# nft $(nft --version | cut -d' ' -f2) on $(uname -r) lacks register-to-register bitwise: such translations must be rejected"
+	fi
+	if ! run_programs ours "$work/plan.json" "$work/ra.json" --tag iptables ||
+		! run_programs ours "$work/plan.json" "$work/rb.json" --tag nft \
+			--translate; then
+		echo "FAIL: the programs did not run to the end"
+		return 1
+	fi
+	if python3 "$difftest" compare-translation --plan "$work/plan.json" \
+		"${reg2reg[@]}" "$work/ra.json" "$work/rb.json"; then
+		echo "PASS: the nft translations of the connmark.txlate cases and of $programs programs of seed $seed behave as the iptables rules (counters, ct marks, packet marks)"
+	else
+		return 1
+	fi
 }
 
 # shrink: reduce the first mismatching program, round by round: every
@@ -181,9 +218,14 @@ echo "# $SECONDS s: namespaces ready, backends: $backends"
 # Enough client addresses for a batch and for the shrink's candidates.
 slots=$((programs < batch ? programs : batch))
 slots=$((slots < 64 ? 64 : slots))
+gen_args=()
+if [ "$reference" = translation ]; then
+	gen_args=(--txlate "$TESTS_DIR/plugin/connmark.txlate")
+	slots=$batch
+fi
 python3 "$difftest" gen --seed "$seed" --first "$first" --count "$programs" \
 	--backends "$backends" --addrs "$slots" --addrs-out "$work/addrs" \
-	>"$work/plan.json" || exit "$ksft_fail"
+	"${gen_args[@]}" >"$work/plan.json" || exit "$ksft_fail"
 echo "# $SECONDS s: programs generated"
 ip -n "$nsclient" -batch "$work/addrs" || exit "$ksft_fail"
 ip -n "$nsrouter" -batch - <<-EOF || exit "$ksft_fail"
@@ -217,7 +259,9 @@ ip netns exec "$nsrouter" sysctl -q -w \
 	net.netfilter.nf_conntrack_icmpv6_timeout=3600 || exit "$ksft_fail"
 
 echo "# $SECONDS s: namespaces and programs ready"
-if run_programs "$reference" "$work/plan.json" "$work/ra.json" &&
+if [ "$reference" = translation ]; then
+	translation_test || ret=1
+elif run_programs "$reference" "$work/plan.json" "$work/ra.json" &&
 	run_programs ours "$work/plan.json" "$work/rb.json"; then
 	if python3 "$difftest" compare --plan "$work/plan.json" \
 		--names "$reference" ours --first-mismatch "$work/cur.json" \

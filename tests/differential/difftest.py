@@ -35,10 +35,13 @@
 #
 # Subcommands (see tests/differential.sh):
 #   gen --seed S --first P --count N --backends "legacy nft" --addrs SLOTS
-#       --addrs-out F > plan.json     (F: "ip -batch" input for the client)
+#       --addrs-out F [--txlate connmark.txlate] > plan.json
+#       (F: "ip -batch" input for the client; --txlate: its cases too)
 #   run --plan F --out F --client NS --router NS --server NS --distro-libdir D
-#       [--batch N] [--tag T]                  run with the loaded module
+#       [--batch N] [--tag T] [--translate]    run with the loaded module
+#       (--translate: the rules' nft translation instead of the rules)
 #   compare --plan F A.json B.json [--names A B] [--first-mismatch F]
+#   compare-translation --plan F RULES.json NFT.json [--reg2reg]
 #   shrink-cands CUR.json > cands.json         candidate reductions
 #   shrink-pick CUR.json cands.json A.json B.json > NEXT.json
 #   repro CUR.json                             the reproducer, as text
@@ -56,6 +59,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -232,10 +236,88 @@ class ProgramGen:
         return prog
 
 
+# The flows of a translation case: every hook, both directions, each kind
+# of conntrack entry.
+CASE_FLOWS = (
+    {"from": "client", "to": "server", "kind": "tcp", "count": 1},
+    {"from": "server", "to": "client", "kind": "udp", "count": 2},
+    {"from": "client", "to": "router", "kind": "icmp", "count": 2},
+    {"from": "router", "to": "client", "kind": "udp", "count": 1},
+)
+CASE_ID_BASE = 1000000	# program ids of the cases, after the random ones
+CASE_VARIANTS = 3
+
+
+def txlate_cases(path):
+    """(family, chain, rule arguments, command) of each case of PATH."""
+    cases = []
+    for line in open(path):
+        words = line.split()
+        if not words or words[0] not in ("iptables-translate",
+                                         "ip6tables-translate"):
+            continue
+        fam = 6 if words[0].startswith("ip6") else 4
+        chain, args, i = None, [], 1
+        while i < len(words):
+            if words[i] == "-t":
+                i += 2
+                continue
+            if words[i] == "-A":
+                chain = words[i + 1]
+                i += 2
+                continue
+            args.append(words[i])
+            i += 1
+        cases.append((fam, chain, " ".join(args), line.strip()))
+    return cases
+
+
+def case_programs(path, seed, backends):
+    """Each case of PATH as programs: its rule in a mangle chain of its hook,
+    after rules that give every packet a packet mark and every new
+    connection a ct mark: random (variant 0), the complement of one of the
+    case's numbers (1: no bit of a mask, no match), or one of them with
+    random other bits (2: every bit of a mask, a match). Each variant runs
+    with our plugins and with Debian's (which lack --set-dscpmark)."""
+    progs = []
+    for ci, (fam, chain, args, cmd) in enumerate(txlate_cases(path)):
+        nums = [int(x, 16) for x in re.findall(r"0x[0-9a-f]+", args)]
+        for v in range(CASE_VARIANTS):
+            r = random.Random("xt_connmark translation %d %d %d" %
+                              (seed, ci, v))
+
+            def pick():
+                x = r.getrandbits(32)
+                if v == 0 or not nums:
+                    return x
+                n = r.choice(nums)
+                return ~n & 0xffffffff if v == 1 else n | x
+            mark, ctmark = pick(), pick()
+            rules = []
+            for first in ("PREROUTING", "OUTPUT"):
+                rules.append({"chain": first, "args":
+                              "-j MARK --set-xmark 0x%x/0xffffffff" % mark})
+                rules.append({"chain": first, "args":
+                              "-m conntrack --ctstate NEW -j CONNMARK "
+                              "--set-xmark 0x%x/0xffffffff" % ctmark})
+            rules.append({"chain": chain, "args": args})
+            for plugin in ("ours", "distro"):
+                if plugin == "distro" and "--set-dscpmark" in args:
+                    continue
+                progs.append({
+                    "id": CASE_ID_BASE + len(progs), "seed": seed,
+                    "family": fam, "backend": backends[v % len(backends)],
+                    "plugin": plugin, "rules": rules,
+                    "flows": list(CASE_FLOWS), "case": cmd})
+    return progs
+
+
 def cmd_gen(a):
     backends = a.backends.split()
     progs = [ProgramGen(a.seed, p, backends).program()
              for p in range(a.first, a.first + a.count)]
+    if a.txlate:
+        progs += case_programs(a.txlate, a.seed, backends)
     json.dump({"seed": a.seed, "programs": progs}, sys.stdout)
     with open(a.addrs_out, "w") as f:
         for slot in range(a.addrs):
@@ -838,16 +920,99 @@ class Timer:
         return ", ".join("%s %.1f s" % kv for kv in self.steps.items())
 
 
-def run_batch(batch, a, nspaths, timer):
+SLOT_RE = re.compile(r"\bx(\d+)_[A-Z]+\b")
+
+
+def load_translation(batch, a, res):
+    """The batch's rules through iptables-restore-translate, with the
+    program's plugins, loaded by nft. A program with a rule that the plugin
+    refuses (a "# ..." line) is left out, its "refused" says which rule; one
+    that nft rejects too, its "rejected" says why. "nft" keeps the
+    program's translation."""
+    header = []
+    by_slot = {}
+    ndp_done = False
+    for plugin in ("distro", "ours"):
+        env = dict(os.environ)
+        if plugin == "distro":
+            env["XTABLES_LIBDIR"] = a.distro_libdir
+        for fam in (4, 6):
+            lines = []
+            for slot, prog in enumerate(batch):
+                if (prog["plugin"], prog["family"]) == (plugin, fam):
+                    lines += render_rules(prog, slot, fam == 6 and
+                                          not ndp_done)
+                    ndp_done |= fam == 6
+            if not lines:
+                continue
+            tool = "iptables" if fam == 4 else "ip6tables"
+            with tempfile.NamedTemporaryFile("w", suffix=".rules") as f:
+                f.write("*mangle\n%s\n%s\nCOMMIT\n" % (
+                    "\n".join(":%s ACCEPT [0:0]" % c for c in CHAINS),
+                    "\n".join(lines)))
+                f.flush()
+                out = sh([tool + "-restore-translate", "-f", f.name],
+                         env=env)
+            for line in out.splitlines():
+                m = SLOT_RE.search(line)
+                if line.startswith("# "):
+                    if m:
+                        res[int(m.group(1))]["refused"].append(line[2:])
+                elif m:
+                    by_slot.setdefault(int(m.group(1)), []).append(line)
+                elif line:
+                    header.append(line)
+    for slot, lines in by_slot.items():
+        res[slot]["nft"] = lines
+    load_programs(header, by_slot,
+                  [s for s in sorted(by_slot) if not res[s]["refused"]], res)
+
+
+def load_programs(header, by_slot, todo, res):
+    """nft -f of HEADER and the lines of the programs TODO. nft names the
+    line of each rule it rejects: leave those programs out and load again,
+    until all that is left loads. Where nft names no line (nft 1.0.6 aborts
+    on "( 0x1 ) << 3"), each half on its own."""
+    while todo:
+        owner = [None] * len(header)
+        for slot in todo:
+            owner += [slot] * len(by_slot[slot])
+        err = nft_load("\n".join(header + [x for s in todo
+                                           for x in by_slot[s]]) + "\n")
+        if err is None:
+            return
+        bad = {}
+        for m in re.finditer(r"^/dev/stdin:(\d+):.*$", err, re.M):
+            n = int(m.group(1)) - 1
+            bad.setdefault(owner[n] if n < len(owner) else None, m.group(0))
+        if None in bad:
+            raise RuntimeError("nft -f of the translations failed: " + err)
+        if not bad and len(todo) == 1:
+            bad[todo[0]] = err.splitlines()[0]
+        elif not bad:
+            half = len(todo) // 2
+            load_programs(header, by_slot, todo[:half], res)
+            load_programs(header, by_slot, todo[half:], res)
+            return
+        for slot, why in bad.items():
+            res[slot]["rejected"] = why
+        todo = [s for s in todo if s not in bad]
+
+
+def nft_load(text):
+    """nft -f of TEXT: None, or nft's complaint."""
+    p = subprocess.run(["nft", "-f", "-"], input=text, text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if p.returncode == 0:
+        return None
+    return p.stdout.strip() or "exit status %d" % p.returncode
+
+
+def load_rules(batch, a):
+    """The batch's rules through iptables-restore, with the program's
+    backend and plugins: Debian's first (iptables-nft-restore --noflush
+    must not meet a revision 3 rule it cannot parse)."""
     backends = a.backends.split()
-    res = [{"slot": slot, "rules": {}, "jumps": {}, "ct": {}, "marks": {},
-            "unstable": []} for slot in range(len(batch))]
-    # The router is clean: a new namespace, or reset_router() after the
-    # last batch. The observer's ruleset deletes any stale nft table.
-    sh(["nft", "-f", "-"], observer_ruleset())
-    timer("reset")
-    # Debian's plugins first: iptables-nft-restore --noflush must not meet a
-    # revision 3 rule it cannot parse.
     ndp_done = set()
     for plugin in ("distro", "ours"):
         env = dict(os.environ)
@@ -867,6 +1032,21 @@ def run_batch(batch, a, nspaths, timer):
                     sh([ipt(backend, fam, "restore"), "--noflush"],
                        "*mangle\n" + "\n".join(lines) + "\nCOMMIT\n",
                        env=env)
+
+
+def run_batch(batch, a, nspaths, timer):
+    backends = a.backends.split()
+    res = [{"slot": slot, "rules": {}, "jumps": {}, "ct": {}, "marks": {},
+            "unstable": [], "refused": [], "rejected": None, "nft": []}
+           for slot in range(len(batch))]
+    # The router is clean: a new namespace, or reset_router() after the
+    # last batch. The observer's ruleset deletes any stale nft table.
+    sh(["nft", "-f", "-"], observer_ruleset())
+    timer("reset")
+    if a.translate:
+        load_translation(batch, a, res)
+    else:
+        load_rules(batch, a)
     timer("rules")
     flows = render_flows(batch)
     for slot, why in run_agents(flows, nspaths, a.parallel).items():
@@ -1011,6 +1191,105 @@ def cmd_compare(a):
     return 1 if mismatches or harness else 0
 
 
+# A translation that combines two runtime marks (register-to-register
+# bitwise: nftables 1.1.2, Linux 6.13).
+REG2REG_RE = re.compile(r"\b(?:and|or|xor) (?:\( )?(?:ct |meta )?mark\b")
+PLUGIN_NAME = {"ours": "ours", "distro": "Debian's"}
+
+
+def translation_outcome(prog, x, y):
+    """(outcome, detail) of PROG's translation: X ran the iptables rules,
+    Y their translation."""
+    if x["unstable"] or y["unstable"]:
+        return "unstable", "; ".join(x["unstable"] + y["unstable"])[:300]
+    if y["refused"]:
+        return "refused", y["refused"][0]
+    if y["rejected"]:
+        return "rejected", y["rejected"].splitlines()[0]
+    diff = differences(prog, x, y, ("iptables", "nft"))
+    if diff:
+        return "wrong", "%d differences, e.g. %s" % (len(diff), diff[0])
+    return "exact", ""
+
+
+def translation_problem(prog, outcome, y, reg2reg):
+    """Why OUTCOME of our translation of PROG fails the test, or None."""
+    if outcome == "wrong":
+        return "behaves otherwise than the iptables rules"
+    if outcome == "refused" and not all("--set-dscpmark" in r
+                                        for r in y["refused"]):
+        return "refused a rule that has an exact translation"
+    if outcome == "rejected":
+        if reg2reg:
+            return "rejected by an nft and kernel with register-to-" \
+                "register bitwise"
+        if not any(REG2REG_RE.search(line) for line in y["nft"]):
+            return "rejected, with no register-to-register expression"
+    return None
+
+
+def cmd_compare_translation(a):
+    plan = json.load(open(a.plan))
+    ra = json.load(open(a.a))
+    rb = json.load(open(a.b))
+    fails = []
+    counts = {}
+    cases = {}
+    for prog in plan["programs"]:
+        pid = str(prog["id"])
+        x, y = ra[pid], rb[pid]
+        outcome, detail = translation_outcome(prog, x, y)
+        name = "%s %s" % (PLUGIN_NAME[prog["plugin"]],
+                          "case" if "case" in prog else "random")
+        counts.setdefault(name, {}).setdefault(outcome, 0)
+        counts[name][outcome] += 1
+        what = "seed %d program %s (%s plugins)" % (
+            plan["seed"], pid, PLUGIN_NAME[prog["plugin"]])
+        if outcome != "unstable":
+            problems = harness_problems(prog, x)
+            if outcome in ("exact", "wrong"):
+                problems += harness_problems(prog, y)
+            fails += ["harness: %s: %s" % (what, h) for h in problems]
+        if prog["plugin"] == "ours":
+            why = translation_problem(prog, outcome, y, a.reg2reg)
+            if why:
+                fails.append("%s: our translation %s: %s%s" % (
+                    what, why, detail, "".join(
+                        "\n#   " + line for line in y["nft"])))
+        elif outcome == "wrong" and "case" not in prog:
+            print("# Debian's translation of %s is wrong: %s" %
+                  (what, detail))
+        if "case" in prog:
+            c = cases.setdefault((prog["case"], prog["plugin"]), [])
+            c.append((outcome, detail))
+    for (case, plugin), outs in cases.items():
+        kinds = [o for o, _ in outs]
+        for worst in ("wrong", "rejected", "refused", "unstable", "exact"):
+            if worst in kinds:
+                break
+        detail = next(d for o, d in outs if o == worst)
+        print("# %s: %s (%d of %d runs)%s: %s" % (
+            PLUGIN_NAME[plugin], worst, kinds.count(worst), len(kinds),
+            ": " + detail if detail else "", case))
+    for f in fails[:20]:
+        print("FAIL: " + f)
+    if len(fails) > 20:
+        print("FAIL: ... and %d more" % (len(fails) - 20))
+    for name, c in sorted(counts.items()):
+        print("# %s programs: %s" % (name, ", ".join(
+            "%s %d" % kv for kv in sorted(c.items()))))
+    total = sum(sum(c.values()) for c in counts.values())
+    unstable = sum(c.get("unstable", 0) for c in counts.values())
+    if unstable * 10 > total:
+        print("FAIL: %d of %d programs had disturbed traffic" %
+              (unstable, total))
+        return 1
+    if not counts.get("ours case", {}).get("exact"):
+        print("FAIL: no case of our translations ran exactly")
+        return 1
+    return 1 if fails else 0
+
+
 # --- shrinking --------------------------------------------------------------
 
 def cmd_shrink_cands(a):
@@ -1107,6 +1386,7 @@ def main():
     s.add_argument("--backends", default="legacy nft")
     s.add_argument("--addrs", type=int, required=True)
     s.add_argument("--addrs-out", required=True)
+    s.add_argument("--txlate", help="connmark.txlate: its cases too")
     s = sub.add_parser("run")
     for opt in ("plan", "out", "client", "router", "server",
                 "distro_libdir"):
@@ -1115,12 +1395,20 @@ def main():
     s.add_argument("--batch", type=int, default=250)
     s.add_argument("--tag", default="run")
     s.add_argument("--parallel", type=int, default=8)
+    s.add_argument("--translate", action="store_true",
+                   help="load the rules' nft translation instead")
     s = sub.add_parser("compare")
     s.add_argument("--plan", required=True)
     s.add_argument("a")
     s.add_argument("b")
     s.add_argument("--names", nargs=2)
     s.add_argument("--first-mismatch")
+    s = sub.add_parser("compare-translation")
+    s.add_argument("--plan", required=True)
+    s.add_argument("a")
+    s.add_argument("b")
+    s.add_argument("--reg2reg", action="store_true",
+                   help="nft and kernel have register-to-register bitwise")
     s = sub.add_parser("shrink-cands")
     s.add_argument("cur")
     s = sub.add_parser("shrink-pick")
@@ -1131,7 +1419,9 @@ def main():
     s.add_argument("cur")
     a = p.parse_args()
     fn = {"gen": cmd_gen, "run": cmd_run,
-          "compare": cmd_compare, "shrink-cands": cmd_shrink_cands,
+          "compare": cmd_compare,
+          "compare-translation": cmd_compare_translation,
+          "shrink-cands": cmd_shrink_cands,
           "shrink-pick": cmd_shrink_pick, "repro": cmd_repro}[a.cmd]
     sys.exit(fn(a) or 0)
 

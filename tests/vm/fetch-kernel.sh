@@ -113,7 +113,7 @@ fetch_debug()
 		[ -n "${XTCM_DEBUG_KERNEL_DIR:-}" ] &&
 			die "no linux-image-*.deb in XTCM_DEBUG_KERNEL_DIR=$dir"
 		echo "SKIP: no debug kernel: \"make debug-kernel\" builds one" \
-			"into .cache/debug-kernel (hours), or set" \
+			"into .cache/debug-kernel (about 20 minutes), or set" \
 			"XTCM_DEBUG_KERNEL_DIR to a folder with its" \
 			"linux-image-*.deb and linux-headers-*.deb" >&2
 		exit 4
