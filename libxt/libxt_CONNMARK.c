@@ -485,15 +485,46 @@ static void connmark_tg_xlate_copy(struct xt_xlate *xl, const char *dest,
 }
 
 /*
+ * --set-dscpmark: the ct mark without its dscpmask bits, or the statemask,
+ * or the header's DSCP shifted into the dscpmask: register-to-register
+ * bitwise again. The header is the family's (afinfo: iptables-translate or
+ * ip6tables-translate).
+ */
+static int connmark_tg_xlate_dscp(struct xt_xlate *xl,
+				  const struct xt_connmark_tginfo3 *info)
+{
+	const char *l3;
+
+	switch (afinfo->family) {
+	case NFPROTO_IPV4:
+		l3 = "ip";
+		break;
+	case NFPROTO_IPV6:
+		l3 = "ip6";
+		break;
+	default:
+		return 0;
+	}
+	xt_xlate_add(xl, "ct mark set ct mark and 0x%x", ~info->ctmark);
+	if (info->ctmask != 0)
+		xt_xlate_add(xl, " or 0x%x", info->ctmask);
+	xt_xlate_add(xl, " or %s dscp", l3);
+	if (info->shift_bits != 0)
+		xt_xlate_add(xl, " << %u", info->shift_bits);
+	return 1;
+}
+
+/*
  * Translate exactly or not at all (return 0). A shifted constant is folded,
- * as nft cannot shift one. --set-dscpmark ORs a header field, shifted, into
- * the ct mark: never translated.
+ * as nft cannot shift one.
  */
 static int connmark_tg_xl(struct xt_xlate *xl,
 			  const struct xt_connmark_tginfo3 *info)
 {
-	if (info->func == XT_CONNMARK_DSCP || info->shift_bits >= 32)
+	if (info->shift_bits >= 32)
 		return 0;
+	if (info->func == XT_CONNMARK_DSCP)
+		return connmark_tg_xlate_dscp(xl, info);
 	switch (info->mode) {
 	case XT_CONNMARK_SET:
 		if (info->ctmask == UINT32_MAX) {

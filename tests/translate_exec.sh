@@ -16,8 +16,8 @@
 # them with random other bits (3 variants), with our plugins and Debian's.
 #
 # Ours must be exact: a translation that behaves otherwise fails; so does a
-# refusal, except of --set-dscpmark, and a rejection by nft, except of a
-# translation that combines two runtime marks (register-to-register
+# refusal, and a rejection by nft, except of a translation that combines
+# two runtime values (a mark or the DSCP with a mark: register-to-register
 # bitwise) where this nft or kernel lacks it (nftables 1.1.2, Linux 6.13:
 # probed). Debian's translations are reported, one line per case: exact,
 # wrong (with the first difference), refused or rejected.
