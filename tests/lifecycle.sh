@@ -110,6 +110,11 @@ for ((cycle = 1; cycle <= cycles; cycle++)); do
 		fail "cannot load the rules"
 		break
 	fi
+	# The pings' entries must outlive a slow guest (KASAN) until read.
+	ip netns exec "$nsrouter" sysctl -q -w \
+		net.netfilter.nf_conntrack_icmp_timeout=3600 \
+		net.netfilter.nf_conntrack_icmpv6_timeout=3600 ||
+		fail "cannot raise the ICMP conntrack timeouts"
 	ip netns exec "$nsclient" ping -q -c 2 -i 0.2 10.0.2.99 >/dev/null ||
 		fail "IPv4 ping through the router failed"
 	ip netns exec "$nsclient" ping -q -c 2 -i 0.2 dead:2::99 >/dev/null ||

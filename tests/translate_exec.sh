@@ -12,8 +12,8 @@
 #
 # A case runs in its hook's mangle chain (the filter table's cases too),
 # after rules that give every packet a packet mark and every new connection
-# a ct mark: random, the complement of one of the case's numbers, or one of
-# them with random other bits (3 variants), with our plugins and Debian's.
+# a ct mark: the complement of one of the case's numbers, or one of them
+# with random other bits (2 variants), with our plugins and Debian's.
 #
 # Ours must be exact: a translation that behaves otherwise fails; so does a
 # refusal, and a rejection by nft, except of a translation that combines
@@ -22,9 +22,9 @@
 # probed). Debian's translations are reported, one line per case: exact,
 # wrong (with the first difference), refused or rejected.
 #
-# Environment: XTCM_XLATE_PROGRAMS (random programs, default 50), and
+# Environment: XTCM_XLATE_PROGRAMS (random programs, default 30), and
 # differential.sh's (XTCM_DIFF_SEED, XTCM_DIFF_BATCH, ...).
 
 set -u
-XTCM_DIFF_PROGRAMS=${XTCM_XLATE_PROGRAMS:-50} XTCM_DIFF_REFERENCE=translation \
+XTCM_DIFF_PROGRAMS=${XTCM_XLATE_PROGRAMS:-30} XTCM_DIFF_REFERENCE=translation \
 	exec bash "$(dirname "$0")/differential.sh"

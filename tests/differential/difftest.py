@@ -249,7 +249,7 @@ CASE_FLOWS = (
     {"from": "router", "to": "client", "kind": "udp", "count": 1},
 )
 CASE_ID_BASE = 1000000	# program ids of the cases, after the random ones
-CASE_VARIANTS = 3
+CASE_VARIANTS = 2
 
 
 def txlate_cases(path):
@@ -279,9 +279,10 @@ def txlate_cases(path):
 def case_programs(path, seed, backends):
     """Each case of PATH as programs: its rule in a mangle chain of its hook,
     after rules that give every packet a packet mark and every new
-    connection a ct mark: random (variant 0), the complement of one of the
-    case's numbers (1: no bit of a mask, no match), or one of them with
-    random other bits (2: every bit of a mask, a match). Each variant runs
+    connection a ct mark: the complement of one of the case's numbers
+    (variant 0: no bit of a mask, no match), or one of them with random
+    other bits (1: every bit of a mask, a match); random for a case without
+    numbers. Each variant runs
     with our plugins and with Debian's (which lack --set-dscpmark)."""
     progs = []
     for ci, (fam, chain, args, cmd) in enumerate(txlate_cases(path)):
@@ -292,10 +293,10 @@ def case_programs(path, seed, backends):
 
             def pick():
                 x = r.getrandbits(32)
-                if v == 0 or not nums:
+                if not nums:
                     return x
                 n = r.choice(nums)
-                return ~n & 0xffffffff if v == 1 else n | x
+                return ~n & 0xffffffff if v == 0 else n | x
             mark, ctmark = pick(), pick()
             rules = []
             for first in ("PREROUTING", "OUTPUT"):
