@@ -75,7 +75,7 @@ for series in $series_list; do
 	if [ "$root" != / ]; then
 		src=$out/lanes/$(lane_release "$series")/src
 		if ! tests/vm/mkroot.sh "$(lane_release "$series")" >/dev/null ||
-			! lane_tree "$root" "$src" >"$out/lane-$series.log" 2>&1; then
+			! lane_tree "$series" "$src" >"$out/lane-$series.log" 2>&1; then
 			cat "$out/lane-$series.log"
 			exit 1
 		fi

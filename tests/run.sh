@@ -7,8 +7,11 @@
 # same release), build the module and the plugins in that root, boot the
 # kernel under QEMU on it with our freshly built module and run tests inside
 # (tests/vm/guest.sh): tests/Makefile's TEST_PROGS on the full lanes
-# (Debian 12's 6.1 and 6.12, sid), LANE_PROGS with LANE_ENV on the others
-# (Debian 11, 13), DEBUG_CHECK_PROGS with DEBUG_ENV on the debug kernel.
+# (Debian 12's 6.1, sid), LANE_PROGS with LANE_ENV on the others (Debian
+# 11, 12's 6.12, 13), ARM64_PROGS with ARM64_ENV on the arm64 lane (Debian
+# 12's 6.12 for arm64 under qemu-system-aarch64), DEBUG_CHECK_PROGS with
+# DEBUG_ENV on the debug kernel. Every amd64 lane's kernel also gets an
+# arm64 cross build of the module, against its arm64 headers.
 # The kernels run side by side. One TAP line per test and per kernel, then
 # "N passed, N failed, N skipped". With CI=true a skipped test fails the
 # run.
@@ -26,11 +29,12 @@
 #                (make check-matrix)
 # TESTs given: those on every lane.
 # Environment: XTCM_SERIES (the lanes, default "sid 6.1 6.12 debug 5.10
-# trixie"; "debug" is the KASAN kernel, see tests/vm/fetch-kernel.sh:
+# trixie arm64"; "debug" is the KASAN kernel, see tests/vm/fetch-kernel.sh:
 # XTCM_DEBUG_KERNEL_DIR, else ../shared/debug-kernel, else make
 # debug-kernel's; with none, the debug lane is one skipped test),
 # XTCM_FLAVOURS (build-only flavours of Debian 12's lanes, default
-# "rt-amd64"), XTCM_TEST_TIMEOUT (s, default 1800), XTCM_UNIT_TIMEOUT (s
+# "rt-amd64"), XTCM_CROSS_FLAVOURS (cross builds of every amd64 lane but
+# debug, default "arm64"), XTCM_TEST_TIMEOUT (s, default 1800), XTCM_UNIT_TIMEOUT (s
 # per unit test binary, default 600), XTCM_OUT (results and module builds,
 # default tests/out), XTCM_JOBS (VMs at once, default all of them, each
 # booted as soon as its lane is built).
@@ -42,10 +46,11 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
 # shellcheck source-path=SCRIPTDIR/..
 source tests/vm/lane.sh
-series_list=${XTCM_SERIES:-sid 6.1 6.12 debug 5.10 trixie}
+series_list=${XTCM_SERIES:-sid 6.1 6.12 debug 5.10 trixie arm64}
 # The lanes that run the whole of TEST_PROGS in make check.
-full_lanes=" 6.1 6.12 sid "
+full_lanes=" 6.1 sid "
 build_flavours=${XTCM_FLAVOURS-rt-amd64}
+cross_flavours=${XTCM_CROSS_FLAVOURS-arm64}
 test_timeout=${XTCM_TEST_TIMEOUT:-1800}
 version=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' dkms.conf)
 outdir=${XTCM_OUT:-$repo/tests/out}
@@ -76,17 +81,21 @@ if [ ${#tests[@]} -eq 0 ]; then
 	read -ra tests <<<"$(make -s -C tests print-TEST_PROGS)"
 	if $matrix; then
 		lane_tests=("${tests[@]}")
+		arm64_tests=("${tests[@]}")
 		read -ra debug_tests <<<"$(make -s -C tests print-DEBUG_PROGS)"
 	else
 		read -ra lane_tests <<<"$(make -s -C tests print-LANE_PROGS)"
 		read -ra debug_tests <<<"$(make -s -C tests print-DEBUG_CHECK_PROGS)"
+		read -ra arm64_tests <<<"$(make -s -C tests print-ARM64_PROGS)"
 	fi
 else
 	lane_tests=("${tests[@]}")
 	debug_tests=("${tests[@]}")
+	arm64_tests=("${tests[@]}")
 fi
 read -ra debug_env <<<"$(make -s -C tests print-DEBUG_ENV)"
 read -ra lane_env <<<"$(make -s -C tests print-LANE_ENV)"
+read -ra arm64_env <<<"$(make -s -C tests print-ARM64_ENV)"
 
 count=0
 passed=0
@@ -198,12 +207,15 @@ unit_tests()
 }
 
 # build_module LANE FLAVOUR: fetch the kernel and build our module with W=1
-# and sparse in the lane's root (with its compiler), from the lane's tree
-# ($src); a warning, or sparse not running, fails. Sets krel.
+# and sparse in the lane's build root (with its compiler, or its cross
+# compiler for a kernel of another architecture: in the kernel's cross
+# tree), from the lane's tree ($src); a warning, or sparse not running,
+# fails. Once per kernel (built_rc). Sets krel and kdir.
+declare -A built_rc=()
 build_module()
 {
 	local log=$outdir/host/fetch-$1-$2.log name="fetch Debian $1 $2 kernel"
-	local rc kdir
+	local rc cc=gcc arch
 
 	[ "$1" = debug ] && name="fetch the debug kernel (KASAN, lockdep, kmemleak, UBSAN)"
 	krel=$(tests/vm/fetch-kernel.sh "$1" "$2" 2>"$log")
@@ -214,64 +226,79 @@ build_module()
 		result "$rc" "$name" "$log"
 		return 1
 	fi
-	log=$outdir/host/build-$krel.log
-	name="build: module for $krel with $(lane_run --user "$root" \
-		gcc -dumpfullversion) in Debian $(lane_release "$1")'s root, W=1 C=1, no warnings"
 	kdir=$repo/.cache/kernels/$krel/root/usr/src/linux-headers-$krel
+	[ -n "${built_rc[$krel]:-}" ] && return "${built_rc[$krel]}"
+	log=$outdir/host/build-$krel.log
+	arch=${2##*-}
+	if [ "$arch" != amd64 ]; then
+		kdir=$repo/.cache/kernels/$krel/cross/usr/src/linux-headers-$krel
+		cc=$(dpkg-architecture -qDEB_HOST_MULTIARCH -a"$arch")-gcc
+	fi
+	name="build: module for $krel with $(lane_run --user "$build_root" \
+		"$cc" -dumpmachine) $(lane_run --user "$build_root" \
+		"$cc" -dumpfullversion) in Debian $(lane_release "$1")'s root, W=1 C=1, no warnings"
 	rm -rf "$outdir/build/$krel"
-	if ! lane_run --user "$root" make -C "$src" module KDIR="$kdir" \
+	if ! lane_run --user "$build_root" make -C "$src" module KDIR="$kdir" \
 		MODULE_DIR="$outdir/build/$krel" W=1 C=1 >"$log" 2>&1; then
+		built_rc[$krel]=1
 		result 1 "$name" "$log"
 		return 1
 	fi
 	grep -E 'warning:|is not available or not up to date' "$log" >"$log.warnings"
-	result "$([ ! -s "$log.warnings" ]; echo $?)" "$name" "$log.warnings"
+	built_rc[$krel]=$([ ! -s "$log.warnings" ]; echo $?)
+	result "${built_rc[$krel]}" "$name" "$log.warnings"
 }
 
 # lane_prepare LANE: the lane's root (tests/vm/mkroot.sh for a release
-# other than the host's) and the tree its module, plugins and tests come
-# from: the repository itself on the host's root, else a copy built in the
-# lane's root against its libxtables. Sets root and src.
+# or an architecture other than the host's), the root it builds in, and the
+# tree its module, plugins and tests come from: the repository itself on
+# the host's root, else a copy built for the lane's root against its
+# libxtables. Sets root, build_root and src.
 lane_prepare()
 {
-	local release rc
+	local release rc name
 
 	release=$(lane_release "$1") || {
 		result fail "lane $1: unknown (tests/vm/lane.sh)"
 		return 1
 	}
 	root=$(lane_root "$1")
+	build_root=$(lane_build_root "$1")
 	src=$repo
 	[ "$root" = / ] && return
-	src=$outdir/lanes/$release/src
-	[ -n "${lane_ready[$release]:-}" ] && return
+	name=${root##*/}
+	src=$outdir/lanes/$name/src
+	[ -n "${lane_ready[$name]:-}" ] && return
 	# made in the background since the lanes began (mkroot_start)
-	wait "${mkroot_pid[$release]}"
+	wait "${mkroot_pid[$name]}"
 	rc=$?
-	result "$rc" "lane $1: Debian $release root (tests/vm/mkroot.sh)" \
-		"$outdir/host/mkroot-$release.log"
+	result "$rc" "lane $1: Debian $release $(lane_arch "$1") root (tests/vm/mkroot.sh)" \
+		"$outdir/host/mkroot-$name.log"
 	[ "$rc" -eq 0 ] || return 1
-	lane_ready[$release]=1
+	lane_ready[$name]=1
+	name="built in Debian $release's root"
+	[ "$root" != "$build_root" ] && name="cross-built for $(lane_arch "$1") against its root"
 	# shellcheck disable=SC2016 # a dpkg-query format
-	run_logged "lane $1: plugins and test tools built in Debian $release's root (iptables $(lane_run --user "$root" \
-		dpkg-query -W -f '${Version}' iptables))" lane_tree "$root" "$src"
+	run_logged "lane $1: plugins and test tools $name (iptables $(lane_run --user "$build_root" \
+		dpkg-query -W -f '${Version}' iptables))" lane_tree "$1" "$src"
 }
 
-# mkroot_start: tests/vm/mkroot.sh for every release of the lanes that has
-# a root of its own, all at once in the background (downloads and dpkg,
-# while the host builds): their pids in mkroot_pid.
+# mkroot_start: tests/vm/mkroot.sh for every root of the lanes but the
+# host's, all at once in the background (downloads and dpkg, while the
+# host builds): their pids in mkroot_pid, by the root's name.
 declare -A mkroot_pid=()
 mkroot_start()
 {
-	local series release
+	local series root
 
 	for series in $series_list; do
-		release=$(lane_release "$series") || continue
-		[ "$(lane_root "$series")" = / ] && continue
-		[ -n "${mkroot_pid[$release]:-}" ] && continue
-		tests/vm/mkroot.sh "$release" \
-			>"$outdir/host/mkroot-$release.log" 2>&1 &
-		mkroot_pid[$release]=$!
+		root=$(lane_root "$series") || continue
+		[ "$root" = / ] && continue
+		[ -n "${mkroot_pid[${root##*/}]:-}" ] && continue
+		tests/vm/mkroot.sh "$(lane_release "$series")" \
+			"$(lane_arch "$series")" \
+			>"$outdir/host/mkroot-${root##*/}.log" 2>&1 &
+		mkroot_pid[${root##*/}]=$!
 	done
 }
 
@@ -280,6 +307,8 @@ job_tests()
 {
 	if [ "$1" = debug ]; then
 		printf '%s\n' "${debug_tests[@]}"
+	elif [ "$1" = arm64 ]; then
+		printf '%s\n' "${arm64_tests[@]}"
 	elif [[ $full_lanes == *" $1 "* ]]; then
 		printf '%s\n' "${tests[@]}"
 	else
@@ -302,7 +331,7 @@ deb_packages()
 
 	deb_dir=$outdir/deb
 	if [ "$root" != / ]; then
-		deb_dir=$outdir/lanes/$(lane_release "$1")/deb
+		deb_dir=$outdir/lanes/${root##*/}/deb
 		name+=" in Debian $(lane_release "$1")'s root"
 	fi
 	rm -rf "$deb_dir"
@@ -314,7 +343,7 @@ deb_packages()
 		"$deb_dir"/*.changes
 }
 
-# fetch_iptables_deb: the package of the lane root's iptables, which the
+# fetch_iptables_deb LANE: the package of the lane root's iptables, which the
 # install tests reinstall in the VM (an iptables upgrade must keep our
 # plugins). Sets iptables_deb.
 # shellcheck disable=SC2317 # called through run_logged
@@ -323,14 +352,19 @@ fetch_iptables_deb()
 	local pkg version
 
 	# shellcheck disable=SC2016 # a dpkg-query format
-	pkg=$(lane_run --user "$root" dpkg-query -W \
+	pkg=$(dpkg-query --admindir="$root/var/lib/dpkg" -W \
 		-f '${Package}_${Version}_${Architecture}' iptables) || return
 	iptables_deb=$repo/.cache/debs/${pkg//:/%3a}.deb
 	[ -f "$iptables_deb" ] && return
 	version=${pkg#iptables_}
+	version=${version%_*}
 	mkdir -p "$repo/.cache/debs"
-	lane_download "$root" "$repo/.cache/debs" "iptables=${version%_*}" &&
-		[ -f "$iptables_deb" ]
+	if [ "$root" = "$build_root" ]; then
+		lane_download "$root" "$repo/.cache/debs" "iptables=$version"
+	else
+		(cd "$repo/.cache/debs" && lane_foreign_apt "$(lane_release "$1")" \
+			"$(lane_arch "$1")" apt-get download "iptables=$version")
+	fi && [ -f "$iptables_deb" ]
 }
 
 # write_job LANE DIR: the job for tests/vm/guest.sh, and the list of its
@@ -347,6 +381,8 @@ write_job()
 	printf '%s\n' "${job_tests[@]}" >"$2/tests"
 	if [ "$1" = debug ]; then
 		env=("${debug_env[@]}")
+	elif [ "$1" = arm64 ] && ! $matrix; then
+		env=("${arm64_env[@]}")
 	elif [[ $full_lanes != *" $1 "* ]] && ! $matrix; then
 		env=("${lane_env[@]}")
 	fi
@@ -456,15 +492,18 @@ jobs_max=${XTCM_JOBS:-0}
 mkroot_start
 for series in $series_list; do
 	lane_prepare "$series" || continue
-	if ! $demo && [ "$root" = / ] && [ "$series" != debug ]; then
-		for flavour in $build_flavours; do
-			build_module "$series" "$flavour"
-		done
+	flavours=""
+	if ! $demo && [ "$series" != debug ] && [ "$(lane_arch "$series")" = amd64 ]; then
+		flavours=$cross_flavours
+		[ "$root" = / ] && flavours+=" $build_flavours"
 	fi
-	build_module "$series" amd64 || continue
-	kdir=$repo/.cache/kernels/$krel/root/usr/src/linux-headers-$krel
-	$demo || run_logged "refusals: $krel without CONFIG_NF_CONNTRACK_MARK, with CONNMARK built in" \
-		lane_run "$root" "$src/tests/static/kernel_refusals.sh" "$krel" "$kdir"
+	for flavour in $flavours; do
+		build_module "$series" "$flavour"
+	done
+	build_module "$series" "$(lane_arch "$series")" || continue
+	[ "$root" = "$build_root" ] && ! $demo &&
+		run_logged "refusals: $krel without CONFIG_NF_CONNTRACK_MARK, with CONNMARK built in" \
+			lane_run "$root" "$src/tests/static/kernel_refusals.sh" "$krel" "$kdir"
 	# Only for the VM tests that use them.
 	deb_dir=""
 	iptables_deb=""
@@ -474,7 +513,7 @@ for series in $series_list; do
 	if ! $demo && { selected "$series" install_plugins.sh ||
 		selected "$series" install_deb.sh; }; then
 		run_logged "fetch: $(lane_release "$series")'s iptables package (for the VM)" \
-			fetch_iptables_deb
+			fetch_iptables_deb "$series"
 	fi
 	$host_only && continue
 	rm -rf "${outdir:?}/$krel"

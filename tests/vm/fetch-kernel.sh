@@ -9,7 +9,12 @@
 # split one (linux-image-<ver> a metapackage of linux-binary-<ver>, with
 # /usr/lib/modules/<ver>/vmlinuz, and linux-modules-<ver>, .ko.xz); either
 # way the unpacked tree has boot/vmlinuz-<ver> and lib/modules/<ver>.
-# Idempotent.
+# A kernel of another architecture (FLAVOUR arm64) comes through apt of
+# that architecture (lane_foreign_apt); its tree also has that
+# architecture's static busybox (bin/busybox, for the initramfs), and
+# .cache/kernels/<release>/cross is the tree to cross-build modules in: the
+# same headers with the host's linux-kbuild (fixdep, modpost) of the same
+# version. Idempotent; one fetch at a time.
 #
 # Usage: fetch-kernel.sh LANE [FLAVOUR]
 #   LANE     5.10, 6.1, 6.12, trixie, sid (tests/vm/lane.sh), or debug: the
@@ -17,7 +22,7 @@
 #            XTCM_DEBUG_KERNEL_DIR, ../shared/debug-kernel and
 #            .cache/debug-kernel (make debug-kernel) that has its
 #            linux-image-*.deb and linux-headers-*.deb
-#   FLAVOUR  amd64 (default), rt-amd64 or cloud-amd64
+#   FLAVOUR  amd64 (default), rt-amd64, cloud-amd64 or arm64
 # Prints the kernel release, e.g. 6.1.0-56-amd64. Exits with 4 (a skip, its
 # "SKIP:" line on stderr) when there is no debug kernel anywhere.
 
@@ -38,13 +43,37 @@ die()
 	exit 1
 }
 
+# kernel_apt CMD [ARG...]: apt-get or apt-cache (CMD) for the kernel's
+# architecture: the lane's root's for the host's, else lane_foreign_apt.
+kernel_apt()
+{
+	if [ "$arch" = "$(dpkg --print-architecture)" ]; then
+		lane_run --user "$userland" "$@"
+	else
+		lane_foreign_apt "$(lane_release "$lane")" "$arch" "$@"
+	fi
+}
+
+# kernel_download DIR PKG...: apt-get download of each PKG into DIR, for
+# the kernel's architecture.
+kernel_download()
+{
+	local dir=$1
+	shift
+
+	if [ "$arch" = "$(dpkg --print-architecture)" ]; then
+		lane_download "$userland" "$dir" "$@"
+	else
+		(cd "$dir" && kernel_apt apt-get download "$@")
+	fi
+}
+
 # depends_on PACKAGE PATTERN: the dependencies of PACKAGE matching PATTERN,
-# one per line, in the lane's root.
+# one per line.
 depends_on()
 {
-	lane_run --user "$userland" apt-cache depends --no-recommends \
-		--no-suggests "$1" 2>/dev/null |
-		sed -n "s/^ *|\?Depends: \($2\)$/\1/p"
+	kernel_apt apt-cache depends --no-recommends --no-suggests "$1" \
+		2>/dev/null | sed -n "s/^ *|\?Depends: \($2\)$/\1/p"
 }
 
 # fetch_debian LANE FLAVOUR: find the newest build through the meta-package
@@ -52,12 +81,12 @@ depends_on()
 # the headers and what they include into $debs. Sets krel and deb_files.
 fetch_debian()
 {
-	local meta image pkg
+	local meta image pkg deb
 	local -a pkgs
 
 	meta=$(lane_kernel_meta "$1" "$2")
 	image=$(depends_on "$meta" 'linux-image-[0-9].*' | head -n 1)
-	if [ -z "$image" ] || [ "$userland" != / ]; then
+	if [ -z "$cross" ] && { [ -z "$image" ] || [ "$userland" != / ]; }; then
 		# A fresh machine has no package lists yet; a lane's root
 		# learns of the release's newest kernel.
 		lane_run "$userland" apt-get update -qq >&2
@@ -74,23 +103,47 @@ fetch_debian()
 	pkgs=("$image" "linux-headers-$krel" "${pkgs[@]}")
 	[ ${#pkgs[@]} -ge 4 ] ||
 		die "cannot resolve the dependencies of $image and linux-headers-$krel"
-	lane_download "$userland" "$debs" "${pkgs[@]}" >&2 ||
+	[ -n "$cross" ] && pkgs+=(busybox-static)
+	kernel_download "$debs" "${pkgs[@]}" >&2 ||
 		die "apt-get download failed"
 	deb_files=()
 	for pkg in $(printf '%s\n' "${pkgs[@]}" | sort -u); do
-		deb_files+=("$debs/${pkg}_"*.deb)
+		deb=$(newest_deb "$debs" "${pkg}_" "$arch")
+		[ -n "$deb" ] || die "$pkg was not downloaded"
+		deb_files+=("$deb")
 	done
 }
 
-# newest_deb DIR PACKAGE_PREFIX: the .deb of DIR whose name starts with
-# PACKAGE_PREFIX (e.g. linux-image-) and has the highest version; debug
-# symbol packages (-dbg) do not count.
+# fetch_host_kbuild: the host architecture's linux-kbuild of the version
+# of the kernel's own (from deb_files), for the cross tree. Sets kbuild_deb.
+fetch_host_kbuild()
+{
+	local deb pkg version
+
+	for deb in "${deb_files[@]}"; do
+		[[ ${deb##*/} == linux-kbuild-* ]] && break
+	done
+	[[ ${deb##*/} == linux-kbuild-* ]] || die "no linux-kbuild package for $krel"
+	pkg=$(dpkg-deb -f "$deb" Package) || die "bad $deb"
+	version=$(dpkg-deb -f "$deb" Version) || die "bad $deb"
+	kbuild_deb="$debs/${pkg}_${version//:/%3a}_$(dpkg --print-architecture).deb"
+	[ -f "$kbuild_deb" ] && return
+	lane_download "$userland" "$debs" "$pkg=$version" >&2
+	[ -f "$kbuild_deb" ] ||
+		die "cannot download $pkg=$version for $(dpkg --print-architecture)"
+}
+
+# newest_deb DIR PACKAGE_PREFIX [ARCH]: the .deb of DIR whose name starts
+# with PACKAGE_PREFIX (e.g. linux-image-) and has the highest version, of
+# ARCH or "all" when given; debug symbol packages (-dbg) do not count.
 newest_deb()
 {
 	local f
 
 	for f in "$1/$2"*.deb; do
-		[ -f "$f" ] && [[ $f != *-dbg_* ]] && echo "$f"
+		[ -f "$f" ] && [[ $f != *-dbg_* ]] &&
+			[[ -z ${3:-} || $f == *_"$3".deb || $f == *_all.deb ]] &&
+			echo "$f"
 	done | sort -V | tail -n 1
 }
 
@@ -128,10 +181,35 @@ fetch_debug()
 	echo "fetch-kernel: debug kernel $krel from $dir" >&2
 }
 
-# unpacked: the kernel of krel is unpacked, from the packages of stamp.
+# prepare_headers TREE: the unpacked headers of krel in TREE made to build
+# there. Debian's flavour Makefile includes the common headers by absolute
+# path (from 7.x it also sets KBUILD_OUTPUT to its own); a plain kernel.org
+# build tree has no such line. From 6.16 C=1 asks scripts/checker-valid.sh
+# whether sparse works, and Debian's headers lack it (7.2.13): without it
+# C=1 is silently off. Ours answers as that script does: 1 when the
+# checker runs.
+prepare_headers()
+{
+	local makefile=$1/usr/src/linux-headers-$krel/Makefile common
+
+	sed -i "s#^\(include \|KBUILD_OUTPUT=\)/usr/src/#\1$1/usr/src/#" \
+		"$makefile" || die "no $makefile"
+	common=$(sed -n "s#^include \(/.*\)/Makefile\$#\1#p" "$makefile")
+	if [ -n "$common" ] && grep -q checker-valid.sh "$common/Makefile" &&
+		[ ! -e "$common/scripts/checker-valid.sh" ]; then
+		printf '%s\n' '#!/bin/sh' \
+			'# tests/vm/fetch-kernel.sh: Debian'"'"'s headers lack it' \
+			'echo "int x;" | "$@" - >/dev/null 2>&1 && echo 1' \
+			>"$common/scripts/checker-valid.sh"
+		chmod 755 "$common/scripts/checker-valid.sh"
+	fi
+}
+
+# unpacked: the kernel of krel is unpacked (with its cross tree when
+# cross), from the packages of stamp.
 unpacked()
 {
-	local complete=$cache/kernels/$krel/root/.complete
+	local complete=$cache/kernels/$krel/.complete
 
 	[ -e "$complete" ] && [ "$(cat "$complete")" = "$stamp" ]
 }
@@ -140,8 +218,14 @@ debs=$cache/debs
 # Debian's packages are known by their names ("" in .complete).
 stamp=""
 mkdir -p "$debs"
-userland=$(lane_root "$lane") ||
-	die "unknown lane $lane (want 5.10, 6.1, 6.12, trixie, sid or debug)"
+# One at a time: lanes and roots of several releases fetch the same kernel.
+exec 9>"$cache/.fetch-kernel.lock"
+flock 9
+userland=$(lane_build_root "$lane") ||
+	die "unknown lane $lane (want 5.10, 6.1, 6.12, trixie, sid, arm64 or debug)"
+arch=${flavour##*-}
+cross=""
+[ "$arch" = "$(dpkg --print-architecture)" ] || cross=yes
 case $lane in
 debug) fetch_debug ;;
 *) fetch_debian "$lane" "$flavour" ;;
@@ -165,26 +249,18 @@ if ! unpacked; then
 		ln -s "../lib/modules/$krel/vmlinuz" "$root/boot/vmlinuz-$krel"
 	fi
 
-	# Debian's flavour Makefile includes the common headers by absolute
-	# path (from 7.x it also sets KBUILD_OUTPUT to its own); a plain
-	# kernel.org build tree has no such line.
-	sed -i "s#^\(include \|KBUILD_OUTPUT=\)/usr/src/#\1$root/usr/src/#" \
-		"$root/usr/src/linux-headers-$krel/Makefile"
-	# From 6.16 C=1 asks scripts/checker-valid.sh whether sparse works,
-	# and Debian's headers lack it (7.2.13): without it C=1 is silently
-	# off. Ours answers as that script does: 1 when the checker runs.
-	common=$(sed -n "s#^include \(/.*\)/Makefile\$#\1#p" \
-		"$root/usr/src/linux-headers-$krel/Makefile")
-	if [ -n "$common" ] && grep -q checker-valid.sh "$common/Makefile" &&
-		[ ! -e "$common/scripts/checker-valid.sh" ]; then
-		printf '%s\n' '#!/bin/sh' \
-			'# tests/vm/fetch-kernel.sh: Debian'"'"'s headers lack it' \
-			'echo "int x;" | "$@" - >/dev/null 2>&1 && echo 1' \
-			>"$common/scripts/checker-valid.sh"
-		chmod 755 "$common/scripts/checker-valid.sh"
+	if [ -n "$cross" ]; then
+		fetch_host_kbuild
+		if ! mkdir -p "$cache/kernels/$krel/cross/usr" ||
+			! cp -al "$root/usr/src" "$cache/kernels/$krel/cross/usr/" ||
+			! dpkg -x "$kbuild_deb" "$cache/kernels/$krel/cross"; then
+			die "cannot make the cross tree of $krel"
+		fi
+		prepare_headers "$cache/kernels/$krel/cross"
 	fi
+	prepare_headers "$root"
 	[ -d "$root/lib/modules/$krel" ] || die "no modules for $krel"
 	depmod -b "$root" "$krel" || die "depmod failed"
-	printf '%s' "$stamp" >"$root/.complete"
+	printf '%s' "$stamp" >"$cache/kernels/$krel/.complete"
 fi
 echo "$krel"

@@ -13,6 +13,13 @@
 #   debug   bookworm  6.1 with KASAN, lockdep, kmemleak, UBSAN (built here)
 #   trixie  trixie    6.12.N+deb13 linux-image-amd64     gcc-14, 1.8.11
 #   sid     sid       its newest, linux-image-amd64      gcc-16, 1.8.13
+#   arm64   bookworm  6.12.N+deb12 linux-image-6.12-arm64 gcc-12, 1.8.9
+#
+# The arm64 lane boots Debian 12's arm64 kernel under qemu-system-aarch64
+# on an arm64 root (mkroot.sh: debootstrap's first stage here, its second
+# in that kernel). Its module, plugins and tools are cross-built on the
+# host; every other lane's kernel gets an arm64 cross build of the module
+# too (FLAVOUR arm64, with the release's gcc-N-aarch64-linux-gnu).
 
 LANE_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # depmod, modinfo, dkms and debootstrap are in sbin, which is not in a
@@ -28,32 +35,105 @@ lane_release()
 {
 	case $1 in
 	5.10) echo bullseye ;;
-	6.1 | 6.12 | debug) echo bookworm ;;
+	6.1 | 6.12 | debug | arm64) echo bookworm ;;
 	trixie | sid) echo "$1" ;;
 	*) return 1 ;;
 	esac
 }
 
-# lane_root LANE: the lane's root directory, / for the host's release.
+# lane_arch LANE: the Debian architecture its guest runs.
+lane_arch()
+{
+	case $1 in
+	arm64) echo arm64 ;;
+	*) echo amd64 ;;
+	esac
+}
+
+# release_root RELEASE [ARCH]: the root of a Debian release and
+# architecture (default amd64): / for the host's own, Debian 12 on amd64.
+release_root()
+{
+	local arch=${2:-amd64}
+
+	if [ "$1" = bookworm ] && [ "$arch" = amd64 ]; then
+		echo /
+	elif [ "$arch" = amd64 ]; then
+		echo "$LANE_REPO/.cache/roots/$1"
+	else
+		echo "$LANE_REPO/.cache/roots/$1-$arch"
+	fi
+}
+
+# lane_root LANE: the root the lane's guest boots on.
 lane_root()
 {
 	local release
 
 	release=$(lane_release "$1") || return
-	if [ "$release" = bookworm ]; then
-		echo /
-	else
-		echo "$LANE_REPO/.cache/roots/$release"
-	fi
+	release_root "$release" "$(lane_arch "$1")"
+}
+
+# lane_build_root LANE: the amd64 root of the lane's release, where its
+# module, plugins and tools are built (natively, or cross for arm64).
+lane_build_root()
+{
+	local release
+
+	release=$(lane_release "$1") || return
+	release_root "$release"
 }
 
 # lane_kernel_meta LANE FLAVOUR: the meta-package naming its newest kernel.
 lane_kernel_meta()
 {
 	case $1 in
-	6.12) echo "linux-image-6.12-$2" ;;
+	6.12 | arm64) echo "linux-image-6.12-$2" ;;
 	*) echo "linux-image-$2" ;;
 	esac
+}
+
+# lane_sources RELEASE: its apt sources, the archive's and security's.
+lane_sources()
+{
+	local mirror=${XTCM_MIRROR:-http://deb.debian.org/debian}
+	local security=${XTCM_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+
+	case $1 in
+	bullseye | bookworm | trixie)
+		printf '%s\n' "deb $mirror $1 main" "deb $mirror $1-updates main" \
+			"deb $security $1-security main"
+		;;
+	sid) echo "deb $mirror sid main" ;;
+	*) return 1 ;;
+	esac
+}
+
+# lane_foreign_apt RELEASE ARCH CMD [ARG...]: apt-get or apt-cache (CMD) of
+# the host on RELEASE's packages for the foreign ARCH, with lists and state
+# of its own in .cache/apt/RELEASE-ARCH (updated once a day). The host's
+# apt configuration is neither used nor changed.
+lane_foreign_apt()
+{
+	local release=$1 arch=$2 cmd=$3 dir
+	local -a opts
+	shift 3
+
+	dir=$LANE_REPO/.cache/apt/$release-$arch
+	opts=(-o "APT::Architecture=$arch" -o "APT::Architectures::=$arch"
+		-o "Dir::Etc::SourceList=$dir/sources.list"
+		-o Dir::Etc::SourceParts=/dev/null -o "Dir::State=$dir/state"
+		-o "Dir::State::status=$dir/status" -o "Dir::Cache=$dir/cache"
+		-o Debug::NoLocking=1 -o APT::Sandbox::User="$(id -un)"
+		-o Acquire::Check-Valid-Until=false)
+	if [ -z "$(find "$dir/state/lists" -maxdepth 1 -name '*Packages*' \
+		-mmin -1440 2>/dev/null)" ]; then
+		mkdir -p "$dir/state/lists/partial" "$dir/cache/archives/partial" &&
+			lane_sources "$release" >"$dir/sources.list" &&
+			touch "$dir/status" &&
+			apt-get "${opts[@]}" update -qq >&2 || return
+	fi
+	"$cmd" "${opts[@]}" "$@"
 }
 
 # lane_run [--user] ROOT CMD...: CMD in ROOT (a chroot in a mount namespace
@@ -100,17 +180,32 @@ lane_run()
 	' lane-run "$root" "$userspec" "${#binds[@]}" "${binds[@]}" "$@"
 }
 
-# lane_tree ROOT DIR: DIR a copy of the sources (no build products, caches
+# lane_tree LANE DIR: DIR a copy of the sources (no build products, caches
 # or results) with the plugins, the test tools and the benchmark's sender
-# built in ROOT, against that release's libxtables and C library.
+# built in the lane's build root, against that release's libxtables and C
+# library: for an arm64 lane, cross-built with the arm64 root as sysroot
+# (make takes CC from the environment).
 lane_tree()
 {
+	local build_root root triplet
+	local -a cross_env=()
+
+	build_root=$(lane_build_root "$1") || return
+	root=$(lane_root "$1")
+	if [ "$root" != "$build_root" ]; then
+		triplet=$(dpkg-architecture -qDEB_HOST_MULTIARCH \
+			-a"$(lane_arch "$1")" 2>/dev/null) || return
+		cross_env=(CC="$triplet-gcc --sysroot=$root"
+			PKG_CONFIG_SYSROOT_DIR="$root"
+			PKG_CONFIG_LIBDIR="$root/usr/lib/$triplet/pkgconfig:$root/usr/share/pkgconfig")
+	fi
 	rm -rf "$2" && mkdir -p "$2" || return
 	tar -C "$LANE_REPO" --exclude=./.git --exclude=./.cache \
 		--exclude=./tests/out --exclude=./bench/out --exclude=./build \
 		-c . | tar -C "$2" -x || return
 	# shellcheck disable=SC2016 # expanded by the inner shell
-	lane_run --user "$1" sh -c 'make -C "$1/libxt" clean all &&
+	lane_run --user "$build_root" env "${cross_env[@]}" sh -c '
+		make -C "$1/libxt" clean all &&
 		make -C "$1/tests" clean tools &&
 		make -C "$1/bench" clean all' lane-tree "$2"
 }

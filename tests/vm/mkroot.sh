@@ -2,14 +2,19 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Make the userland root of a test lane (tests/vm/lane.sh) with debootstrap:
-# .cache/roots/<release>, with that release's iptables, nftables, conntrack,
-# iproute2, DKMS, compiler and everything the tests run, as a router of that
-# release has them. The guest boots on it; the module and the plugins are
-# built inside it. Idempotent: made again only when the package list or the
-# apt sources below change (their digest is kept in the root). The machine's
-# own apt sources are never touched.
+# .cache/roots/<release>[-<arch>], with that release's iptables, nftables,
+# conntrack, iproute2, DKMS, compiler and everything the tests run, as a
+# router of that release has them. The guest boots on it; on the host's
+# architecture the module and the plugins are built inside it, with the
+# cross compiler for arm64 too. An arm64 root is made without running arm64
+# code here: debootstrap's first stage, then its second stage in Debian 12's
+# arm64 kernel under qemu-system-aarch64, on the root shared read-write.
+# Idempotent: made again only when the package list or the apt sources
+# change (their digest is kept in the root). The machine's own apt sources
+# are never touched.
 #
-# Usage: mkroot.sh RELEASE   (bullseye, trixie or sid)
+# Usage: mkroot.sh RELEASE [ARCH]   (bullseye, trixie or sid; bookworm for
+#                                    another ARCH than the host's)
 # Environment: XTCM_MIRROR, XTCM_SECURITY_MIRROR (Debian's archive and its
 # security archive, default deb.debian.org's)
 # Prints the root's path.
@@ -20,10 +25,9 @@ set -o pipefail
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lane.sh"
 
-release=${1:?usage: mkroot.sh RELEASE}
-root=$LANE_REPO/.cache/roots/$release
-mirror=${XTCM_MIRROR:-http://deb.debian.org/debian}
-security=${XTCM_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+release=${1:?usage: mkroot.sh RELEASE [ARCH]}
+arch=${2:-$(dpkg --print-architecture)}
+root=$(release_root "$release" "$arch")
 stamp_file=$root/.xtcm-root
 
 die()
@@ -43,27 +47,22 @@ packages=(
 	# the Debian packages (make deb)
 	dpkg-dev debhelper fakeroot
 )
-
 case $release in
-bullseye)
-	sources="deb $mirror bullseye main
-deb $mirror bullseye-updates main
-deb $security bullseye-security main"
-	;;
-trixie)
-	sources="deb $mirror trixie main
-deb $mirror trixie-updates main
-deb $security trixie-security main"
-	packages+=(dh-dkms)
-	;;
-sid)
-	sources="deb $mirror sid main"
-	packages+=(dh-dkms)
-	;;
-*) die "no root for release $release (want bullseye, trixie or sid)" ;;
+bullseye | bookworm) ;;
+*) packages+=(dh-dkms) ;;
 esac
+foreign=""
+if [ "$arch" = "$(dpkg --print-architecture)" ]; then
+	# the arm64 cross builds of the module (lane_tree, tests/run.sh)
+	packages+=(gcc-aarch64-linux-gnu)
+else
+	foreign=yes
+fi
+if [ "$root" = / ] || ! sources=$(lane_sources "$release"); then
+	die "no root for release $release on $arch (want bullseye, trixie or sid; bookworm on arm64)"
+fi
 
-stamp=$(printf '%s\n' "$sources" "${packages[@]}" | sha256sum | cut -d' ' -f1)
+stamp=$(printf '%s\n' "$arch" "$sources" "${packages[@]}" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp_file" 2>/dev/null)" = "$stamp" ]; then
 	echo "$root"
 	exit 0
@@ -73,25 +72,67 @@ sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
 command -v debootstrap >/dev/null ||
 	die "no debootstrap (tests/deps.sh installs it)"
+
+# configure: what every root has before its packages are configured.
+configure()
+{
+	printf '%s\n' "$sources" |
+		"${sudo[@]}" tee "$root/etc/apt/sources.list" >/dev/null
+	# The archive may serve a Release file past its Valid-Until (sid's is
+	# refreshed daily upstream, not always on the mirror).
+	echo 'Acquire::Check-Valid-Until "false";' |
+		"${sudo[@]}" tee "$root/etc/apt/apt.conf.d/90xtcm-valid-until" >/dev/null
+	# No daemon starts while packages install (conntrackd, keepalived).
+	printf '#!/bin/sh\nexit 101\n' |
+		"${sudo[@]}" tee "$root/usr/sbin/policy-rc.d" >/dev/null
+	"${sudo[@]}" chmod 755 "$root/usr/sbin/policy-rc.d"
+	# dpkg's fsync of every file is a round trip to the host over 9p,
+	# under TCG (the second stage), and the roots are thrown away anyway.
+	echo force-unsafe-io |
+		"${sudo[@]}" tee "$root/etc/dpkg/dpkg.cfg.d/90xtcm-unsafe-io" >/dev/null
+}
+
+# second_stage: debootstrap's second stage, in the lane's arm64 kernel
+# booted on the root (tests/vm/initramfs-init, XTCM_SECOND_STAGE).
+second_stage()
+{
+	local krel out rc
+
+	krel=$("$LANE_REPO/tests/vm/fetch-kernel.sh" arm64 arm64) || return
+	out=$(mktemp -d) || return
+	"${sudo[@]}" rm -f "$root/.xtcm-second-stage"
+	echo "mkroot: debootstrap's second stage in $krel" >&2
+	"${sudo[@]}" env VM_ROOT="$root" VM_ROOT_RW=yes VM_APPEND=XTCM_SECOND_STAGE=1 \
+		"$LANE_REPO/tests/vm/run-vm.sh" "$krel" "$out" 3600 >>"$root.log" 2>&1
+	rm -rf "$out"
+	rc=$(cat "$root/.xtcm-second-stage" 2>/dev/null)
+	[ "$rc" = 0 ] || {
+		echo "mkroot: second stage: ${rc:-no result}, see $root/debootstrap/debootstrap.log or $root.log" >&2
+		return 1
+	}
+}
+
 "${sudo[@]}" rm -rf "$root"
 mkdir -p "$(dirname "$root")"
-echo "mkroot: debootstrap $release into $root" >&2
-"${sudo[@]}" debootstrap --variant=minbase "$release" "$root" "$mirror" \
-	>"$root.log" 2>&1 || die "debootstrap failed, see $root.log"
-printf '%s\n' "$sources" | "${sudo[@]}" tee "$root/etc/apt/sources.list" >/dev/null
-# The archive may serve a Release file past its Valid-Until (sid's is
-# refreshed daily upstream, not always on the mirror).
-echo 'Acquire::Check-Valid-Until "false";' |
-	"${sudo[@]}" tee "$root/etc/apt/apt.conf.d/90xtcm-valid-until" >/dev/null
-# No daemon starts while packages install (conntrackd, keepalived).
-printf '#!/bin/sh\nexit 101\n' |
-	"${sudo[@]}" tee "$root/usr/sbin/policy-rc.d" >/dev/null
-"${sudo[@]}" chmod 755 "$root/usr/sbin/policy-rc.d"
-if ! lane_run "$root" sh -c 'apt-get update -qq &&
-	apt-get dist-upgrade -y -qq &&
-	apt-get install -y -qq --no-install-recommends "$@" &&
-	apt-get clean' install "${packages[@]}" >>"$root.log" 2>&1; then
-	die "installing the packages failed, see $root.log"
+echo "mkroot: debootstrap $release $arch into $root" >&2
+if [ -n "$foreign" ]; then
+	"${sudo[@]}" debootstrap --variant=minbase --foreign --arch="$arch" \
+		--include="$(IFS=,; echo "${packages[*]}")" "$release" "$root" \
+		"${XTCM_MIRROR:-http://deb.debian.org/debian}" >"$root.log" 2>&1 ||
+		die "debootstrap failed, see $root.log"
+	configure
+	second_stage || die "debootstrap's second stage failed"
+else
+	"${sudo[@]}" debootstrap --variant=minbase "$release" "$root" \
+		"${XTCM_MIRROR:-http://deb.debian.org/debian}" >"$root.log" 2>&1 ||
+		die "debootstrap failed, see $root.log"
+	configure
+	if ! lane_run "$root" sh -c 'apt-get update -qq &&
+		apt-get dist-upgrade -y -qq &&
+		apt-get install -y -qq --no-install-recommends "$@" &&
+		apt-get clean' install "${packages[@]}" >>"$root.log" 2>&1; then
+		die "installing the packages failed, see $root.log"
+	fi
 fi
 echo "$stamp" | "${sudo[@]}" tee "$stamp_file" >/dev/null
 echo "$root"

@@ -10,6 +10,7 @@
 # from .cache/roots), VM_SHARES (host directories, colon-separated, shown at
 # the same paths over VM_ROOT: the repository when the root is a lane's),
 # VM_REPO (the tree whose tests/vm/guest.sh runs, default the repository),
+# VM_ROOT_RW (yes: VM_ROOT shared read-write, for mkroot.sh's second stage),
 # VM_MEM (MiB, default 2048), VM_CPUS (default 2), VM_APPEND (more kernel
 # parameters), VM_QEMU_OPTS (more QEMU options, e.g. the benchmark's
 # -icount, which ties the guest's clock to instructions).
@@ -46,12 +47,26 @@ for dir in ${shares//:/ }; do
 	qemu_opts+=(-virtfs "local,path=$dir,mount_tag=share$n,security_model=none,readonly=on,multidevs=remap")
 	n=$((n + 1))
 done
-timeout --foreground "$timeout_s" qemu-system-x86_64 \
-	-accel tcg,thread=single -cpu max,la57=off -smp "${VM_CPUS:-2}" -m "${VM_MEM:-2048}" \
+root_share=security_model=none,readonly=on
+[ "${VM_ROOT_RW:-}" = yes ] && root_share=security_model=passthrough
+case $krel in
+*-arm64)
+	# The virt board; pointer authentication emulated in full costs a
+	# lot under TCG, and no test needs it.
+	qemu=(qemu-system-aarch64 -M virt -cpu "max,pauth=off")
+	console=ttyAMA0
+	;;
+*)
+	qemu=(qemu-system-x86_64 -cpu "max,la57=off")
+	console=ttyS0
+	;;
+esac
+timeout --foreground "$timeout_s" "${qemu[@]}" \
+	-accel tcg,thread=single -smp "${VM_CPUS:-2}" -m "${VM_MEM:-2048}" \
 	"${qemu_opts[@]}" \
 	-display none -monitor none -serial stdio -no-reboot -nic none \
 	-kernel "$kroot/boot/vmlinuz-$krel" -initrd "$initramfs" \
-	-append "console=ttyS0 quiet panic=-1 ${VM_APPEND:-} XTCM_REPO=${VM_REPO:-$repo} XTCM_KROOT=$kroot XTCM_SHARES=$shares" \
-	-virtfs local,path="${VM_ROOT:-/}",mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+	-append "console=$console quiet panic=-1 ${VM_APPEND:-} XTCM_REPO=${VM_REPO:-$repo} XTCM_KROOT=$kroot XTCM_SHARES=$shares" \
+	-virtfs local,path="${VM_ROOT:-/}",mount_tag=hostroot,$root_share,multidevs=remap \
 	-virtfs local,path="$out",mount_tag=out,security_model=none,multidevs=remap \
 	</dev/null
