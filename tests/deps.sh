@@ -15,8 +15,9 @@ packages=(
 	# kernels and the VM
 	apt-utils dpkg kmod file cpio gzip xz-utils zstd busybox-static
 	qemu-system-x86
-	# the arm64 lane: its VM and the cross builds (tests/vm/lane.sh)
-	qemu-system-arm gcc-aarch64-linux-gnu
+	# the arm64 lane: its VM, its root's second stage, the cross builds
+	# (tests/vm/lane.sh)
+	qemu-system-arm qemu-user-static gcc-aarch64-linux-gnu
 	# the other releases' lanes: their userland roots (tests/vm/mkroot.sh)
 	debootstrap
 	# tools the tests run inside the VM (the VM shares the host's root)

@@ -16,8 +16,8 @@
 #   arm64   bookworm  6.12.N+deb12 linux-image-6.12-arm64 gcc-12, 1.8.9
 #
 # The arm64 lane boots Debian 12's arm64 kernel under qemu-system-aarch64
-# on an arm64 root (mkroot.sh: debootstrap's first stage here, its second
-# in that kernel). Its module, plugins and tools are cross-built on the
+# on an arm64 root (mkroot.sh: debootstrap, its second stage under
+# qemu-user-static). Its module, plugins and tools are cross-built on the
 # host; every other lane's kernel gets an arm64 cross build of the module
 # too (FLAVOUR arm64, with the release's gcc-N-aarch64-linux-gnu).
 

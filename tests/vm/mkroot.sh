@@ -7,8 +7,8 @@
 # router of that release has them. The guest boots on it; on the host's
 # architecture the module and the plugins are built inside it, with the
 # cross compiler for arm64 too. An arm64 root is made without running arm64
-# code here: debootstrap's first stage, then its second stage in Debian 12's
-# arm64 kernel under qemu-system-aarch64, on the root shared read-write.
+# code natively: debootstrap's first stage, then its second stage with
+# qemu-user-static (binfmt_misc).
 # Idempotent: made again only when the package list or the apt sources
 # change (their digest is kept in the root). The machine's own apt sources
 # are never touched.
@@ -92,24 +92,32 @@ configure()
 		"${sudo[@]}" tee "$root/etc/dpkg/dpkg.cfg.d/90xtcm-unsafe-io" >/dev/null
 }
 
-# second_stage: debootstrap's second stage, in the lane's arm64 kernel
-# booted on the root (tests/vm/initramfs-init, XTCM_SECOND_STAGE).
+# second_stage: debootstrap's second stage in the root, its arm64 programs
+# run by qemu-user-static through binfmt_misc. The handler is registered
+# only for this (with F: qemu is opened now, not looked up in the root) and
+# removed again if it was not there before.
 second_stage()
 {
-	local krel out rc
+	local binfmt=/proc/sys/fs/binfmt_misc name rc=0 registered=""
 
-	krel=$("$LANE_REPO/tests/vm/fetch-kernel.sh" arm64 arm64) || return
-	out=$(mktemp -d) || return
-	"${sudo[@]}" rm -f "$root/.xtcm-second-stage"
-	echo "mkroot: debootstrap's second stage in $krel" >&2
-	"${sudo[@]}" env VM_ROOT="$root" VM_ROOT_RW=yes VM_APPEND=XTCM_SECOND_STAGE=1 \
-		"$LANE_REPO/tests/vm/run-vm.sh" "$krel" "$out" 3600 >>"$root.log" 2>&1
-	rm -rf "$out"
-	rc=$(cat "$root/.xtcm-second-stage" 2>/dev/null)
-	[ "$rc" = 0 ] || {
-		echo "mkroot: second stage: ${rc:-no result}, see $root/debootstrap/debootstrap.log or $root.log" >&2
-		return 1
-	}
+	name=qemu-$(dpkg-architecture -a"$arch" -qDEB_HOST_GNU_CPU 2>/dev/null)
+	if [ ! -e "$binfmt/$name" ]; then
+		[ -f "/usr/lib/binfmt.d/$name.conf" ] ||
+			die "no /usr/lib/binfmt.d/$name.conf (tests/deps.sh installs qemu-user-static)"
+		if ! mountpoint -q "$binfmt"; then
+			"${sudo[@]}" mount -t binfmt_misc binfmt_misc "$binfmt" ||
+				die "cannot mount binfmt_misc on $binfmt"
+		fi
+		sed 's/:[A-Z]*$/:OPF/' "/usr/lib/binfmt.d/$name.conf" |
+			"${sudo[@]}" tee "$binfmt/register" >/dev/null ||
+			die "cannot register $name with binfmt_misc"
+		registered=yes
+	fi
+	echo "mkroot: debootstrap's second stage under $name" >&2
+	"${sudo[@]}" chroot "$root" /debootstrap/debootstrap --second-stage \
+		>>"$root.log" 2>&1 || rc=$?
+	[ -n "$registered" ] && echo -1 | "${sudo[@]}" tee "$binfmt/$name" >/dev/null
+	return "$rc"
 }
 
 "${sudo[@]}" rm -rf "$root"

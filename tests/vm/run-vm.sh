@@ -10,7 +10,6 @@
 # from .cache/roots), VM_SHARES (host directories, colon-separated, shown at
 # the same paths over VM_ROOT: the repository when the root is a lane's),
 # VM_REPO (the tree whose tests/vm/guest.sh runs, default the repository),
-# VM_ROOT_RW (yes: VM_ROOT shared read-write, for mkroot.sh's second stage),
 # VM_MEM (MiB, default 2048), VM_CPUS (default 2), VM_APPEND (more kernel
 # parameters), VM_QEMU_OPTS (more QEMU options, e.g. the benchmark's
 # -icount, which ties the guest's clock to instructions).
@@ -47,8 +46,6 @@ for dir in ${shares//:/ }; do
 	qemu_opts+=(-virtfs "local,path=$dir,mount_tag=share$n,security_model=none,readonly=on,multidevs=remap")
 	n=$((n + 1))
 done
-root_share=security_model=none,readonly=on
-[ "${VM_ROOT_RW:-}" = yes ] && root_share=security_model=passthrough
 case $krel in
 *-arm64)
 	# The virt board; pointer authentication emulated in full costs a
@@ -67,6 +64,6 @@ timeout --foreground "$timeout_s" "${qemu[@]}" \
 	-display none -monitor none -serial stdio -no-reboot -nic none \
 	-kernel "$kroot/boot/vmlinuz-$krel" -initrd "$initramfs" \
 	-append "console=$console quiet panic=-1 ${VM_APPEND:-} XTCM_REPO=${VM_REPO:-$repo} XTCM_KROOT=$kroot XTCM_SHARES=$shares" \
-	-virtfs local,path="${VM_ROOT:-/}",mount_tag=hostroot,$root_share,multidevs=remap \
+	-virtfs local,path="${VM_ROOT:-/}",mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
 	-virtfs local,path="$out",mount_tag=out,security_model=none,multidevs=remap \
 	</dev/null
