@@ -6,9 +6,12 @@
 #   make check      install what is missing, the host checks (check-host),
 #                   then the VM tests on every lane (tests/vm/lane.sh: a
 #                   Debian kernel and a userland root of its release): the
-#                   whole suite on Debian 12's 6.1 and 6.12 and on sid's
-#                   newest kernel, a core set on Debian 11's 5.10 and 13's
-#                   6.12, a longer one on the debug kernel
+#                   whole suite on Debian 12's 6.1 and on sid's newest
+#                   kernel, a core set on Debian 11's 5.10, 12's and 13's
+#                   6.12 and on Debian 12's 6.12 for arm64 (qemu-system-
+#                   aarch64, everything cross-built; every lane's kernel has
+#                   an arm64 cross build of the module), a longer one on the
+#                   debug kernel
 #   make check-matrix  every test on every lane (hours)
 #   make check-host the host part of make check alone, no VM: unit tests,
 #                   builds, static analysis, fuzz smoke run, packages

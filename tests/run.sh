@@ -25,8 +25,8 @@
 #   --host-only  the host part alone, no VM (make check-host): unit tests,
 #                builds, static analysis, the fuzz smoke run, the packages
 #                and the module builds for each kernel
-#   --matrix     TEST_PROGS on every lane, DEBUG_PROGS on the debug kernel
-#                (make check-matrix)
+#   --matrix     TEST_PROGS on every lane (ARM64_MATRIX_PROGS on arm64),
+#                DEBUG_PROGS on the debug kernel (make check-matrix)
 # TESTs given: those on every lane.
 # Environment: XTCM_SERIES (the lanes, default "sid 6.1 6.12 debug 5.10
 # trixie arm64"; "debug" is the KASAN kernel, see tests/vm/fetch-kernel.sh:
@@ -81,7 +81,7 @@ if [ ${#tests[@]} -eq 0 ]; then
 	read -ra tests <<<"$(make -s -C tests print-TEST_PROGS)"
 	if $matrix; then
 		lane_tests=("${tests[@]}")
-		arm64_tests=("${tests[@]}")
+		read -ra arm64_tests <<<"$(make -s -C tests print-ARM64_MATRIX_PROGS)"
 		read -ra debug_tests <<<"$(make -s -C tests print-DEBUG_PROGS)"
 	else
 		read -ra lane_tests <<<"$(make -s -C tests print-LANE_PROGS)"
