@@ -215,7 +215,8 @@ declare -A built_rc=()
 build_module()
 {
 	local log=$outdir/host/fetch-$1-$2.log name="fetch Debian $1 $2 kernel"
-	local rc cc=gcc arch
+	local rc cc=gcc arch triplet
+	local -a cross=()
 
 	[ "$1" = debug ] && name="fetch the debug kernel (KASAN, lockdep, kmemleak, UBSAN)"
 	krel=$(tests/vm/fetch-kernel.sh "$1" "$2" 2>"$log")
@@ -231,15 +232,19 @@ build_module()
 	log=$outdir/host/build-$krel.log
 	arch=${2##*-}
 	if [ "$arch" != amd64 ]; then
+		# Debian's arm64 headers name the cross compiler from 6.12 on;
+		# those of 5.10 and 6.1 only when dpkg-buildpackage cross-builds.
+		triplet=$(dpkg-architecture -qDEB_HOST_MULTIARCH -a"$arch")
 		kdir=$repo/.cache/kernels/$krel/cross/usr/src/linux-headers-$krel
-		cc=$(dpkg-architecture -qDEB_HOST_MULTIARCH -a"$arch")-gcc
+		cc=$triplet-gcc
+		cross=(CROSS_COMPILE="$triplet-")
 	fi
 	name="build: module for $krel with $(lane_run --user "$build_root" \
 		"$cc" -dumpmachine) $(lane_run --user "$build_root" \
 		"$cc" -dumpfullversion) in Debian $(lane_release "$1")'s root, W=1 C=1, no warnings"
 	rm -rf "$outdir/build/$krel"
 	if ! lane_run --user "$build_root" make -C "$src" module KDIR="$kdir" \
-		MODULE_DIR="$outdir/build/$krel" W=1 C=1 >"$log" 2>&1; then
+		MODULE_DIR="$outdir/build/$krel" W=1 C=1 "${cross[@]}" >"$log" 2>&1; then
 		built_rc[$krel]=1
 		result 1 "$name" "$log"
 		return 1
@@ -279,8 +284,9 @@ lane_prepare()
 	name="built in Debian $release's root"
 	[ "$root" != "$build_root" ] && name="cross-built for $(lane_arch "$1") against its root"
 	# shellcheck disable=SC2016 # a dpkg-query format
-	run_logged "lane $1: plugins and test tools $name (iptables $(lane_run --user "$build_root" \
-		dpkg-query -W -f '${Version}' iptables))" lane_tree "$1" "$src"
+	run_logged "lane $1: plugins and test tools $name (iptables $(dpkg-query \
+		--admindir="$root/var/lib/dpkg" -W -f '${Version}' iptables))" \
+		lane_tree "$1" "$src"
 }
 
 # mkroot_start: tests/vm/mkroot.sh for every root of the lanes but the

@@ -44,13 +44,15 @@ die()
 }
 
 # kernel_apt CMD [ARG...]: apt-get or apt-cache (CMD) for the kernel's
-# architecture: the lane's root's for the host's, else lane_foreign_apt.
+# architecture: the lane's root's for the host's, else lane_foreign_apt
+# (with foreign_apt_only's option).
 kernel_apt()
 {
 	if [ "$arch" = "$(dpkg --print-architecture)" ]; then
 		lane_run --user "$userland" "$@"
 	else
-		lane_foreign_apt "$(lane_release "$lane")" "$arch" "$@"
+		lane_foreign_apt $foreign_apt_only "$(lane_release "$lane")" \
+			"$arch" "$@"
 	fi
 }
 
@@ -78,7 +80,8 @@ depends_on()
 
 # fetch_debian LANE FLAVOUR: find the newest build through the meta-package
 # and download the image (with sid's binary, modules and base packages),
-# the headers and what they include into $debs. Sets krel and deb_files.
+# the headers and what they include into $debs; fails when the download
+# does. Sets krel and deb_files.
 fetch_debian()
 {
 	local meta image pkg deb
@@ -104,8 +107,7 @@ fetch_debian()
 	[ ${#pkgs[@]} -ge 4 ] ||
 		die "cannot resolve the dependencies of $image and linux-headers-$krel"
 	[ -n "$cross" ] && pkgs+=(busybox-static)
-	kernel_download "$debs" "${pkgs[@]}" >&2 ||
-		die "apt-get download failed"
+	kernel_download "$debs" "${pkgs[@]}" >&2 || return
 	deb_files=()
 	for pkg in $(printf '%s\n' "${pkgs[@]}" | sort -u); do
 		deb=$(newest_deb "$debs" "${pkg}_" "$arch")
@@ -226,9 +228,20 @@ userland=$(lane_build_root "$lane") ||
 arch=${flavour##*-}
 cross=""
 [ "$arch" = "$(dpkg --print-architecture)" ] || cross=yes
+foreign_apt_only=""
 case $lane in
 debug) fetch_debug ;;
-*) fetch_debian "$lane" "$flavour" ;;
+*)
+	# An archive may list a foreign architecture's security updates and
+	# not serve them (here: bullseye-security's arm64 pool): then the
+	# release's newest build in its main archive.
+	if ! fetch_debian "$lane" "$flavour"; then
+		[ -n "$cross" ] || die "apt-get download failed"
+		echo "fetch-kernel: retrying with $(lane_release "$lane")'s main archive alone" >&2
+		foreign_apt_only=--main-only
+		fetch_debian "$lane" "$flavour" || die "apt-get download failed"
+	fi
+	;;
 esac
 root=$cache/kernels/$krel/root
 

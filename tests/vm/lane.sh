@@ -109,17 +109,24 @@ lane_sources()
 	esac
 }
 
-# lane_foreign_apt RELEASE ARCH CMD [ARG...]: apt-get or apt-cache (CMD) of
-# the host on RELEASE's packages for the foreign ARCH, with lists and state
-# of its own in .cache/apt/RELEASE-ARCH (updated once a day). The host's
-# apt configuration is neither used nor changed.
+# lane_foreign_apt [--main-only] RELEASE ARCH CMD [ARG...]: apt-get or
+# apt-cache (CMD) of the host on RELEASE's packages for the foreign ARCH
+# (with --main-only, of its main archive alone), with lists and state of its
+# own in .cache/apt/RELEASE-ARCH[-main] (updated once a day). The host's apt
+# configuration is neither used nor changed.
 lane_foreign_apt()
 {
-	local release=$1 arch=$2 cmd=$3 dir
+	local suffix="" lines=3 release arch cmd dir
 	local -a opts
-	shift 3
 
-	dir=$LANE_REPO/.cache/apt/$release-$arch
+	if [ "$1" = --main-only ]; then
+		suffix=-main
+		lines=1
+		shift
+	fi
+	release=$1 arch=$2 cmd=$3
+	shift 3
+	dir=$LANE_REPO/.cache/apt/$release-$arch$suffix
 	opts=(-o "APT::Architecture=$arch" -o "APT::Architectures::=$arch"
 		-o "Dir::Etc::SourceList=$dir/sources.list"
 		-o Dir::Etc::SourceParts=/dev/null -o "Dir::State=$dir/state"
@@ -129,7 +136,7 @@ lane_foreign_apt()
 	if [ -z "$(find "$dir/state/lists" -maxdepth 1 -name '*Packages*' \
 		-mmin -1440 2>/dev/null)" ]; then
 		mkdir -p "$dir/state/lists/partial" "$dir/cache/archives/partial" &&
-			lane_sources "$release" >"$dir/sources.list" &&
+			lane_sources "$release" | head -n "$lines" >"$dir/sources.list" &&
 			touch "$dir/status" &&
 			apt-get "${opts[@]}" update -qq >&2 || return
 	fi

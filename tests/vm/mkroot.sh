@@ -8,7 +8,8 @@
 # architecture the module and the plugins are built inside it, with the
 # cross compiler for arm64 too. An arm64 root is made without running arm64
 # code natively: debootstrap's first stage, then its second stage with
-# qemu-user-static (binfmt_misc).
+# qemu-user-static (binfmt_misc); its packages are the release's as
+# debootstrap takes them, from the main archive alone.
 # Idempotent: made again only when the package list or the apt sources
 # change (their digest is kept in the root). The machine's own apt sources
 # are never touched.
@@ -86,8 +87,8 @@ configure()
 	printf '#!/bin/sh\nexit 101\n' |
 		"${sudo[@]}" tee "$root/usr/sbin/policy-rc.d" >/dev/null
 	"${sudo[@]}" chmod 755 "$root/usr/sbin/policy-rc.d"
-	# dpkg's fsync of every file is a round trip to the host over 9p,
-	# under TCG (the second stage), and the roots are thrown away anyway.
+	# dpkg's fsync of every file costs time (most under qemu-user-static),
+	# and a root is made again, never repaired, after a crash.
 	echo force-unsafe-io |
 		"${sudo[@]}" tee "$root/etc/dpkg/dpkg.cfg.d/90xtcm-unsafe-io" >/dev/null
 }
