@@ -84,7 +84,7 @@ depends_on()
 # does. Sets krel and deb_files.
 fetch_debian()
 {
-	local meta image pkg deb
+	local meta image deb fetched
 	local -a pkgs
 
 	meta=$(lane_kernel_meta "$1" "$2")
@@ -107,13 +107,21 @@ fetch_debian()
 	[ ${#pkgs[@]} -ge 4 ] ||
 		die "cannot resolve the dependencies of $image and linux-headers-$krel"
 	[ -n "$cross" ] && pkgs+=(busybox-static)
-	kernel_download "$debs" "${pkgs[@]}" >&2 || return
+	# Into a directory of their own: exactly these files are unpacked,
+	# whatever other releases' versions .cache/debs holds.
+	fetched=$(mktemp -d "$debs/.fetch.XXXXXX") || die "cannot write to $debs"
+	if ! kernel_download "$fetched" "${pkgs[@]}" >&2; then
+		rm -rf "$fetched"
+		return 1
+	fi
 	deb_files=()
-	for pkg in $(printf '%s\n' "${pkgs[@]}" | sort -u); do
-		deb=$(newest_deb "$debs" "${pkg}_" "$arch")
-		[ -n "$deb" ] || die "$pkg was not downloaded"
-		deb_files+=("$deb")
+	for deb in "$fetched"/*.deb; do
+		mv "$deb" "$debs/" || die "cannot move $deb to $debs"
+		deb_files+=("$debs/${deb##*/}")
 	done
+	rmdir "$fetched"
+	[ ${#deb_files[@]} -eq "$(printf '%s\n' "${pkgs[@]}" | sort -u | wc -l)" ] ||
+		die "apt-get download gave ${#deb_files[@]} packages for ${pkgs[*]}"
 }
 
 # fetch_host_kbuild: the host architecture's linux-kbuild of the version
@@ -135,17 +143,15 @@ fetch_host_kbuild()
 		die "cannot download $pkg=$version for $(dpkg --print-architecture)"
 }
 
-# newest_deb DIR PACKAGE_PREFIX [ARCH]: the .deb of DIR whose name starts
-# with PACKAGE_PREFIX (e.g. linux-image-) and has the highest version, of
-# ARCH or "all" when given; debug symbol packages (-dbg) do not count.
+# newest_deb DIR PACKAGE_PREFIX: the .deb of DIR whose name starts with
+# PACKAGE_PREFIX (e.g. linux-image-) and has the highest version; debug
+# symbol packages (-dbg) do not count.
 newest_deb()
 {
 	local f
 
 	for f in "$1/$2"*.deb; do
-		[ -f "$f" ] && [[ $f != *-dbg_* ]] &&
-			[[ -z ${3:-} || $f == *_"$3".deb || $f == *_all.deb ]] &&
-			echo "$f"
+		[ -f "$f" ] && [[ $f != *-dbg_* ]] && echo "$f"
 	done | sort -V | tail -n 1
 }
 

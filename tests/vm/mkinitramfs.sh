@@ -5,8 +5,8 @@
 # tmpfs overlay on top, for a kernel unpacked by fetch-kernel.sh. Debian's
 # kernels build 9p, virtio and overlayfs as modules, so the initramfs carries
 # them, decompressed, with a static busybox: the kernel tree's own
-# (bin/busybox, fetch-kernel.sh puts it there for another architecture),
-# else the host's.
+# ([usr/]bin/busybox, fetch-kernel.sh puts it there for another
+# architecture), else the host's.
 #
 # Usage: mkinitramfs.sh KERNEL_ROOT KERNEL_RELEASE OUTPUT
 
@@ -18,7 +18,9 @@ krel=${2:?}
 output=${3:?}
 here=$(cd "$(dirname "$0")" && pwd)
 busybox=/bin/busybox
-[ -f "$root/bin/busybox" ] && busybox=$root/bin/busybox
+for own in "$root/bin/busybox" "$root/usr/bin/busybox"; do
+	[ -f "$own" ] && busybox=$own
+done
 
 die()
 {
