@@ -48,7 +48,7 @@ die()
 # (with foreign_apt_only's option).
 kernel_apt()
 {
-	if [ "$arch" = "$(dpkg --print-architecture)" ]; then
+	if [ -z "$cross" ]; then
 		lane_run --user "$userland" "$@"
 	else
 		lane_foreign_apt $foreign_apt_only "$(lane_release "$lane")" \
@@ -63,7 +63,7 @@ kernel_download()
 	local dir=$1
 	shift
 
-	if [ "$arch" = "$(dpkg --print-architecture)" ]; then
+	if [ -z "$cross" ]; then
 		lane_download "$userland" "$dir" "$@"
 	else
 		(cd "$dir" && kernel_apt apt-get download "$@")
