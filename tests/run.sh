@@ -46,6 +46,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
 # shellcheck source-path=SCRIPTDIR/..
 source tests/vm/lane.sh
+# shellcheck source-path=SCRIPTDIR/..
+source tests/vm/jobs.sh
 series_list=${XTCM_SERIES:-sid 6.1 6.12 debug 5.10 trixie arm64}
 # The lanes that run the whole of TEST_PROGS in make check.
 full_lanes=" 6.1 sid "
@@ -275,7 +277,7 @@ lane_prepare()
 	src=$outdir/lanes/$name/src
 	[ -n "${lane_ready[$name]:-}" ] && return
 	# made in the background since the lanes began (mkroot_start)
-	wait "${mkroot_pid[$name]}"
+	job_wait "mkroot-$name"
 	rc=$?
 	result "$rc" "lane $1: Debian $release $(lane_arch "$1") root (tests/vm/mkroot.sh)" \
 		"$outdir/host/mkroot-$name.log"
@@ -291,8 +293,7 @@ lane_prepare()
 
 # mkroot_start: tests/vm/mkroot.sh for every root of the lanes but the
 # host's, all at once in the background (downloads and dpkg, while the
-# host builds): their pids in mkroot_pid, by the root's name.
-declare -A mkroot_pid=()
+# host builds): jobs mkroot-<root's name> (tests/vm/jobs.sh).
 mkroot_start()
 {
 	local series root
@@ -300,11 +301,10 @@ mkroot_start()
 	for series in $series_list; do
 		root=$(lane_root "$series") || continue
 		[ "$root" = / ] && continue
-		[ -n "${mkroot_pid[${root##*/}]:-}" ] && continue
-		tests/vm/mkroot.sh "$(lane_release "$series")" \
-			"$(lane_arch "$series")" \
-			>"$outdir/host/mkroot-${root##*/}.log" 2>&1 &
-		mkroot_pid[${root##*/}]=$!
+		[ -n "${job_pid[mkroot-${root##*/}]:-}" ] && continue
+		job_start "mkroot-${root##*/}" tests/vm/mkroot.sh \
+			"$(lane_release "$series")" "$(lane_arch "$series")" \
+			>"$outdir/host/mkroot-${root##*/}.log" 2>&1
 	done
 }
 
@@ -413,6 +413,7 @@ write_job()
 # vm_boot LANE KREL ROOT SRC: boot the kernel on the lane's root with the
 # job; no output (the VMs of several kernels run at once, their results are
 # read afterwards).
+# shellcheck disable=SC2317 # called through job_start
 vm_boot()
 {
 	local dir=$outdir/$2 vm_timeout
@@ -427,6 +428,24 @@ vm_boot()
 		tests/vm/run-vm.sh "$2" "$dir" "$vm_timeout" \
 			>"$dir/console.log" 2>&1
 	fi
+}
+
+# vm_accel KREL: before the first amd64 VM boots, the accelerator of
+# every amd64 VM (run-vm.sh's VM_ACCEL): XTCM_ACCEL (tcg, kvm:CPU_MODEL)
+# if set, else what a probe boot of KREL finds (tests/vm/probe-accel.sh),
+# in one line saying which and why.
+vm_accel()
+{
+	local why
+
+	[ -n "${VM_ACCEL:-}" ] && return
+	if [ -n "${XTCM_ACCEL:-}" ]; then
+		why="$XTCM_ACCEL: XTCM_ACCEL"
+	else
+		why=$(tests/vm/probe-accel.sh "$1")
+	fi
+	echo "# accelerator of the amd64 VMs: $why"
+	export VM_ACCEL=${why%%: *}
 }
 
 # vm_report KREL: turn the guest's results into lines.
@@ -469,12 +488,15 @@ host_checks()
 	run_logged "fuzz: plugins, 20000 runs under libFuzzer, ASan, UBSan" \
 		tests/static/fuzz.sh 20000
 	run_logged "checkpatch --strict: kmod/ include/" tests/static/checkpatch.sh
+	run_logged "jobs: a root job's status survives its pid's reuse while VMs run (tests/static/jobs_race.sh)" \
+		tests/static/jobs_race.sh
 	run_logged "shellcheck: tests" shellcheck -x tests/*.sh tests/*/*.sh .ci/run
 	run_logged "shellcheck: initramfs init (busybox sh)" \
 		shellcheck -s sh tests/vm/initramfs-init
 }
 
-mkdir -p "$outdir/host"
+mkdir -p "$outdir/host" "$outdir/jobs"
+JOBS_DIR=$outdir/jobs
 if ! $demo; then
 	echo "TAP version 13"
 	# First: the VMs of Debian 12's lanes run the repository's builds.
@@ -527,10 +549,11 @@ for series in $series_list; do
 	write_job "$series" "$outdir/$krel"
 	vm_krels+=("$krel")
 	while [ "$jobs_max" -gt 0 ] &&
-		[ "$(jobs -pr | wc -l)" -ge "$jobs_max" ]; do
-		wait -n
+		[ "$(jobs_running vm-)" -ge "$jobs_max" ]; do
+		sleep 1
 	done
-	vm_boot "$series" "$krel" "$root" "$src" &
+	[ "$(lane_arch "$series")" = amd64 ] && vm_accel "$krel"
+	job_start "vm-$krel" vm_boot "$series" "$krel" "$root" "$src"
 done
 $demo || host_checks
 wait

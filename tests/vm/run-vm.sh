@@ -12,8 +12,11 @@
 # VM_REPO (the tree whose tests/vm/guest.sh runs, default the repository),
 # VM_MEM (MiB, default 2048), VM_CPUS (default 2), VM_APPEND (more kernel
 # parameters), VM_QEMU_OPTS (more QEMU options, e.g. the benchmark's
-# -icount, which ties the guest's clock to instructions).
+# -icount, which ties the guest's clock to instructions), VM_ACCEL (tcg,
+# the default, or kvm:CPU_MODEL for an amd64 kernel, e.g. kvm:host:
+# tests/vm/probe-accel.sh says which works).
 #
+# Under KVM the vCPUs run on host threads with the host's CPU model.
 # TCG runs single-threaded: with one host thread per vCPU, a vCPU can execute
 # a stale translation of code another vCPU has just re-patched through
 # text_poke_bp() (static keys flip whenever netfilter hooks register), and the
@@ -50,16 +53,20 @@ case $krel in
 *-arm64)
 	# The virt board; pointer authentication emulated in full costs a
 	# lot under TCG, and no test needs it.
-	qemu=(qemu-system-aarch64 -M virt -cpu "max,pauth=off")
+	qemu=(qemu-system-aarch64 -M virt -cpu "max,pauth=off"
+		-accel "tcg,thread=single")
 	console=ttyAMA0
 	;;
 *)
-	qemu=(qemu-system-x86_64 -cpu "max,la57=off")
+	qemu=(qemu-system-x86_64 -cpu "max,la57=off" -accel "tcg,thread=single")
+	case ${VM_ACCEL:-tcg} in
+	kvm:*) qemu=(qemu-system-x86_64 -accel kvm -cpu "${VM_ACCEL#kvm:}") ;;
+	esac
 	console=ttyS0
 	;;
 esac
 timeout --foreground "$timeout_s" "${qemu[@]}" \
-	-accel tcg,thread=single -smp "${VM_CPUS:-2}" -m "${VM_MEM:-2048}" \
+	-smp "${VM_CPUS:-2}" -m "${VM_MEM:-2048}" \
 	"${qemu_opts[@]}" \
 	-display none -monitor none -serial stdio -no-reboot -nic none \
 	-kernel "$kroot/boot/vmlinuz-$krel" -initrd "$initramfs" \
