@@ -448,10 +448,41 @@ static void connmark_tg_save(const void *ip,
 	connmark_tg_put(&info);
 }
 
-/* A general set; nft's "and" binds before "xor", as in C. */
+/*
+ * The bits of a value that the rule's shift keeps: a left shift keeps the
+ * low bits, a right shift the high ones.
+ */
+static uint32_t connmark_tg_shift_kept(const struct xt_connmark_tginfo3 *info)
+{
+	return connmark_shift(UINT32_MAX, info->shift_dir == D_SHIFT_RIGHT ?
+			      D_SHIFT_LEFT : D_SHIFT_RIGHT, info->shift_bits);
+}
+
+/* The end of a shifted expression, which began with "( ". */
+static void connmark_tg_xlate_shift(struct xt_xlate *xl,
+				    const struct xt_connmark_tginfo3 *info)
+{
+	if (info->shift_bits != 0)
+		xt_xlate_add(xl, " ) %s %u",
+			     info->shift_dir == D_SHIFT_RIGHT ? ">>" : "<<",
+			     info->shift_bits);
+}
+
+/*
+ * A set: ct mark and ~ctmask xor ctmark, shifted; nft's "and" binds before
+ * "xor", as in C. Where the shift moves out every bit that the ct mark
+ * keeps, the result is a constant, folded (nft cannot shift one).
+ */
 static void connmark_tg_xlate_set(struct xt_xlate *xl,
 				  const struct xt_connmark_tginfo3 *info)
 {
+	if (!(~info->ctmask & connmark_tg_shift_kept(info))) {
+		xt_xlate_add(xl, "ct mark set 0x%x",
+			     connmark_shift(info->ctmark, info->shift_dir,
+					    info->shift_bits));
+		return;
+	}
+	xt_xlate_add(xl, "ct mark set %s", info->shift_bits ? "( " : "");
 	if (info->ctmark == 0)
 		xt_xlate_add(xl, "ct mark and 0x%x", ~info->ctmask);
 	else if (info->ctmark == info->ctmask)
@@ -461,49 +492,95 @@ static void connmark_tg_xlate_set(struct xt_xlate *xl,
 	else
 		xt_xlate_add(xl, "ct mark and 0x%x xor 0x%x",
 			     ~info->ctmask, info->ctmark);
+	connmark_tg_xlate_shift(xl, info);
 }
 
 /*
  * A save (DEST "ct mark", SRC "mark") or a restore (the other way):
- * DEST and ~DEST_MASK xor (SRC and SRC_MASK) shifted. When the destination
- * keeps some of its bits, the expression combines two runtime values
+ * DEST and ~DEST_MASK xor (SRC and SRC_MASK) shifted. Where the shift
+ * moves out every bit of SRC_MASK, the copied part is 0 and what DEST
+ * keeps remains (or 0); SRC_MASK is left out where it holds every bit that
+ * the shift keeps. When the destination keeps some of its bits and the
+ * source gives some, the expression combines two runtime values
  * (register-to-register bitwise: nftables 1.1.2 with Linux 6.13); an older
- * nft or kernel rejects the rule, loudly.
+ * nft or kernel rejects the rule, loudly. Every other form has one runtime
+ * value at most, which every nft loads.
  */
 static void connmark_tg_xlate_copy(struct xt_xlate *xl, const char *dest,
 				   uint32_t dest_mask, const char *src,
 				   uint32_t src_mask,
 				   const struct xt_connmark_tginfo3 *info)
 {
+	uint32_t kept = connmark_tg_shift_kept(info);
+
+	if (!(src_mask & kept)) {
+		if (dest_mask == UINT32_MAX)
+			xt_xlate_add(xl, "0x0");
+		else if (dest_mask == 0)
+			xt_xlate_add(xl, "%s", dest);
+		else
+			xt_xlate_add(xl, "%s and 0x%x", dest, ~dest_mask);
+		return;
+	}
 	if (dest_mask == 0)
 		xt_xlate_add(xl, "%s xor ", dest);
 	else if (dest_mask != UINT32_MAX)
 		xt_xlate_add(xl, "%s and 0x%x xor ", dest, ~dest_mask);
 	xt_xlate_add(xl, "%s%s", info->shift_bits ? "( " : "", src);
-	if (src_mask != UINT32_MAX)
+	if ((src_mask & kept) != kept)
 		xt_xlate_add(xl, " and 0x%x", src_mask);
+	connmark_tg_xlate_shift(xl, info);
+}
+
+/*
+ * A --set-dscpmark whose statemask holds every bit outside the dscpmask:
+ * the ct mark keeps none of its own, and the DSCP is the one runtime
+ * value. nft 1.0.6 shifts no 8-bit DSCP by 8 bits or more, and converts
+ * raw payload to host byte order only for a shift: so the DSCP is read as
+ * the 32 header bits RAW, which hold it from bit RAW_SHIFT up, shifted
+ * down to bit 0 and up into the dscpmask.
+ */
+static void connmark_tg_xlate_dscp_only(struct xt_xlate *xl,
+					const struct xt_connmark_tginfo3 *info,
+					const char *raw, unsigned int raw_shift)
+{
+	xt_xlate_add(xl, "ct mark set ( %s and 0x%x ) >> %u", raw,
+		     0x3fU << raw_shift, raw_shift);
+	if (info->shift_bits != 0)
+		xt_xlate_add(xl, " << %u", info->shift_bits);
+	xt_xlate_add(xl, " or 0x%x", info->ctmask);
 }
 
 /*
  * --set-dscpmark: the ct mark without its dscpmask bits, or the statemask,
  * or the header's DSCP shifted into the dscpmask: register-to-register
- * bitwise again. The header is the family's (afinfo: iptables-translate or
+ * bitwise again, unless the statemask leaves the ct mark no bit. The
+ * header is the family's (afinfo: iptables-translate or
  * ip6tables-translate).
  */
 static int connmark_tg_xlate_dscp(struct xt_xlate *xl,
 				  const struct xt_connmark_tginfo3 *info)
 {
-	const char *l3;
+	const char *l3, *raw;
+	unsigned int raw_shift;
 
 	switch (afinfo->family) {
 	case NFPROTO_IPV4:
 		l3 = "ip";
+		raw = "@nh,8,32";	/* TOS, total length, ID's 1st byte */
+		raw_shift = 26;
 		break;
 	case NFPROTO_IPV6:
 		l3 = "ip6";
+		raw = "@nh,0,32";	/* version, traffic class, flow label */
+		raw_shift = 22;
 		break;
 	default:
 		return 0;
+	}
+	if ((info->ctmark | info->ctmask) == UINT32_MAX) {
+		connmark_tg_xlate_dscp_only(xl, info, raw, raw_shift);
+		return 1;
 	}
 	xt_xlate_add(xl, "ct mark set ct mark and 0x%x", ~info->ctmark);
 	if (info->ctmask != 0)
@@ -515,8 +592,8 @@ static int connmark_tg_xlate_dscp(struct xt_xlate *xl,
 }
 
 /*
- * Translate exactly or not at all (return 0). A shifted constant is folded,
- * as nft cannot shift one.
+ * Translate exactly or not at all (return 0). Constants are folded (nft
+ * cannot shift one), and so is what the shift moves out.
  */
 static int connmark_tg_xl(struct xt_xlate *xl,
 			  const struct xt_connmark_tginfo3 *info)
@@ -527,35 +604,21 @@ static int connmark_tg_xl(struct xt_xlate *xl,
 		return connmark_tg_xlate_dscp(xl, info);
 	switch (info->mode) {
 	case XT_CONNMARK_SET:
-		if (info->ctmask == UINT32_MAX) {
-			xt_xlate_add(xl, "ct mark set 0x%x",
-				     connmark_shift(info->ctmark,
-						    info->shift_dir,
-						    info->shift_bits));
-			return 1;
-		}
-		xt_xlate_add(xl, "ct mark set %s",
-			     info->shift_bits ? "( " : "");
 		connmark_tg_xlate_set(xl, info);
-		break;
+		return 1;
 	case XT_CONNMARK_SAVE:
 		xt_xlate_add(xl, "ct mark set ");
 		connmark_tg_xlate_copy(xl, "ct mark", info->ctmask, "mark",
 				       info->nfmask, info);
-		break;
+		return 1;
 	case XT_CONNMARK_RESTORE:
 		xt_xlate_add(xl, "meta mark set ");
 		connmark_tg_xlate_copy(xl, "mark", info->nfmask, "ct mark",
 				       info->ctmask, info);
-		break;
+		return 1;
 	default:
 		return 0;
 	}
-	if (info->shift_bits != 0)
-		xt_xlate_add(xl, " ) %s %u",
-			     info->shift_dir == D_SHIFT_RIGHT ? ">>" : "<<",
-			     info->shift_bits);
-	return 1;
 }
 
 static int connmark_tg_xlate(struct xt_xlate *xl,

@@ -288,7 +288,27 @@ lane_prepare()
 	# shellcheck disable=SC2016 # a dpkg-query format
 	run_logged "lane $1: plugins and test tools $name (iptables $(dpkg-query \
 		--admindir="$root/var/lib/dpkg" -W -f '${Version}' iptables))" \
-		lane_tree "$1" "$src"
+		lane_tree "$1" "$src" || return
+	[ "$root" = "$build_root" ] && xlate_arith "$1" "$root" "$src"
+}
+
+# xlate_arith LANE ROOT TREE: tests/static/xlate_arith.sh in ROOT (the
+# host's: /), TREE's plugins judged, the same random rules in every root
+# (xlate_seed); one result line, then the summary per plugin.
+xlate_seed=${XTCM_XLATE_SEED:-$((RANDOM * 32768 + RANDOM))}
+xlate_arith()
+{
+	local log=$outdir/host/xlate-arith-$1.log where=host nft
+
+	[ "$2" = / ] || where="Debian $(lane_release "$1")'s root"
+	# shellcheck disable=SC2016 # a dpkg-query format
+	nft=$(dpkg-query --admindir="$2/var/lib/dpkg" -W -f '${Version}' nftables)
+	lane_run "$2" env XTCM_XLATE_SEED="$xlate_seed" \
+		${XTCM_XLATE_RULES:+XTCM_XLATE_RULES="$XTCM_XLATE_RULES"} \
+		"$3/tests/static/xlate_arith.sh" "$1" >"$log" 2>&1
+	result $? "translations: ${XTCM_XLATE_RULES:-3000} random rules, ours exact against the module's arithmetic ($where, nftables $nft)" "$log"
+	sed -n -e "s/^ours: /# $1: translations by our plugins: /p" \
+		-e "s/^debian: /# $1: translations by Debian's plugins: /p" "$log"
 }
 
 # mkroot_start: tests/vm/mkroot.sh for every root of the lanes but the
@@ -488,6 +508,7 @@ host_checks()
 	run_logged "fuzz: plugins, 20000 runs under libFuzzer, ASan, UBSan" \
 		tests/static/fuzz.sh 20000
 	run_logged "checkpatch --strict: kmod/ include/" tests/static/checkpatch.sh
+	xlate_arith host / "$repo"
 	run_logged "jobs: a root job's status survives its pid's reuse while VMs run (tests/static/jobs_race.sh)" \
 		tests/static/jobs_race.sh
 	run_logged "shellcheck: tests" shellcheck -x tests/*.sh tests/*/*.sh .ci/run

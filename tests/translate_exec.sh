@@ -12,8 +12,9 @@
 #
 # A case runs in its hook's mangle chain (the filter table's cases too),
 # after rules that give every packet a packet mark and every new connection
-# a ct mark: the complement of one of the case's numbers, or one of them
-# with random other bits (2 variants), with our plugins and Debian's.
+# a ct mark: the complement of one of the case's numbers, one of them with
+# random other bits, or random full-width values (3 variants, seeded by
+# XTCM_DIFF_SEED), with our plugins and Debian's.
 #
 # Ours must be exact: a translation that behaves otherwise fails; so does a
 # refusal, and a rejection by nft, except of a translation that combines

@@ -249,7 +249,7 @@ CASE_FLOWS = (
     {"from": "router", "to": "client", "kind": "udp", "count": 1},
 )
 CASE_ID_BASE = 1000000	# program ids of the cases, after the random ones
-CASE_VARIANTS = 2
+CASE_VARIANTS = 3
 
 
 def txlate_cases(path):
@@ -281,8 +281,8 @@ def case_programs(path, seed, backends):
     after rules that give every packet a packet mark and every new
     connection a ct mark: the complement of one of the case's numbers
     (variant 0: no bit of a mask, no match), or one of them with random
-    other bits (1: every bit of a mask, a match); random for a case without
-    numbers. Each variant runs
+    other bits (1: every bit of a mask, a match), or random full-width
+    values (2); random for a case without numbers. Each variant runs
     with our plugins and with Debian's (which lack --set-dscpmark)."""
     progs = []
     for ci, (fam, chain, args, cmd) in enumerate(txlate_cases(path)):
@@ -293,7 +293,7 @@ def case_programs(path, seed, backends):
 
             def pick():
                 x = r.getrandbits(32)
-                if not nums:
+                if not nums or v == 2:
                     return x
                 n = r.choice(nums)
                 return ~n & 0xffffffff if v == 0 else n | x
