@@ -289,7 +289,9 @@ lane_prepare()
 	run_logged "lane $1: plugins and test tools $name (iptables $(dpkg-query \
 		--admindir="$root/var/lib/dpkg" -W -f '${Version}' iptables))" \
 		lane_tree "$1" "$src" || return
-	[ "$root" = "$build_root" ] && xlate_arith "$1" "$root" "$src"
+	if [ "$root" = "$build_root" ]; then
+		xlate_arith "$1" "$root" "$src"
+	fi
 }
 
 # xlate_arith LANE ROOT TREE: tests/static/xlate_arith.sh in ROOT (the
