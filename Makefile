@@ -38,11 +38,18 @@
 #                         <version>), build and install it into updates/ for
 #                         the running kernel (or KVER=<release>); DKMS rebuilds
 #                         it for every kernel installed later
-#   make dkms-uninstall   remove it for that kernel; the sources and the DKMS
-#                         registration go with the last kernel
+#                         and modprobe's fallback to the kernel's own module
+#                         when the kernel refuses ours (boot-install)
+#   make dkms-uninstall   remove it for that kernel; the sources, the DKMS
+#                         registration and the fallback go with the last kernel
+#   make boot-install     only the boot path's files (boot/): modprobe's
+#                         fallback (/usr/lib/modprobe.d/xt-connmark.conf) and
+#                         the signing check (README, "Secure Boot")
 #   make install          the plugins into the xtables plugin directory
 #                         (pkg-config --variable=xtlibdir xtables), the man
-#                         page into $(MANDIR)/man8; on dpkg systems the
+#                         page into $(MANDIR)/man8, xtables-connmark-restore
+#                         and its link in netfilter-persistent's plugins.d
+#                         (README, "Safe boot"); on dpkg systems the
 #                         distribution's plugins are kept aside with a local
 #                         dpkg-divert, so an iptables upgrade keeps ours
 #   make uninstall        remove them and the diversions: the distribution's
@@ -83,21 +90,31 @@ XTLIBDIR ?= $(shell pkg-config --variable=xtlibdir xtables 2>/dev/null)
 PLUGINS = libxt_CONNMARK.so libxt_connmark.so
 MANPAGE = doc/xt_connmark.8
 
+# The boot path: modprobe's fallback and the signing check (boot/), in
+# fixed places (xt-connmark.conf names the helper); netfilter-persistent's
+# plugin, a link to xtables-connmark-restore.
+BOOT_DIR = /usr/lib/xt-connmark
+MODPROBE_CONF = /usr/lib/modprobe.d/xt-connmark.conf
+RESTORE_TOOL = $(PREFIX)/share/xtables-connmark-plugins/xtables-connmark-restore
+PERSISTENT_PLUGIN = /usr/share/netfilter-persistent/plugins.d/14-xt-connmark
+
 DEB_OUT ?= build/deb
 DEB_TREE = $(DEB_OUT)/xt-connmark-$(VERSION)
 # What the Debian packages are built from (not build products).
 DIST_FILES = Makefile Kbuild dkms.conf LICENSE README.md $(MANPAGE) \
 	$(wildcard include/*.h kmod/Kbuild kmod/*.c kmod/*.h \
 		libxt/Makefile libxt/xtables.mk libxt/*.c libxt/*.h \
-		libxt/xtables-connmark-rules \
+		libxt/xtables-connmark-rules libxt/xtables-connmark-restore \
+		boot/xt-connmark.conf boot/modprobe-fallback boot/signing-check \
 		debian/control debian/copyright debian/rules debian/source/format \
 		debian/*.dkms debian/*.install debian/*.preinst debian/*.prerm \
-		debian/*.postrm debian/*.lintian-overrides debian/*.manpages)
+		debian/*.postinst debian/*.postrm debian/*.lintian-overrides \
+		debian/*.manpages)
 
 .PHONY: all module plugins unit check check-host check-matrix demo \
 	check-cookbook check-install check-debug debug-kernel lifecycle \
 	differential bench fuzz clean dkms-source dkms-install dkms-uninstall \
-	install uninstall deb
+	install uninstall deb boot-install boot-uninstall
 
 all: module plugins
 
@@ -209,16 +226,29 @@ dkms-install:
 	[ $$rc -eq 0 ] || exit $$rc; \
 	echo "xt_connmark $(VERSION) installed for $(KVER): rmmod" \
 		"xt_connmark (or reboot) to replace a module already loaded"
+	$(MAKE) --no-print-directory boot-install DESTDIR=
+	@$(BOOT_DIR)/signing-check $(KVER) || true
 
 dkms-uninstall:
 	@$(call not_packaged,dkms-uninstall)
 	-$(DKMS_CMD) remove xt_connmark/$(VERSION) -k $(KVER)
 	@if ! $(DKMS_CMD) status xt_connmark/$(VERSION) 2>/dev/null | \
 		grep -q .; then echo "rm -rf $(DKMS_SOURCE)"; \
-		rm -rf $(DKMS_SOURCE); fi
+		rm -rf $(DKMS_SOURCE); \
+		$(MAKE) --no-print-directory boot-uninstall DESTDIR=; fi
 	@if [ -e /sys/module/xt_connmark/version ]; then echo "xt_connmark" \
 		"$$(cat /sys/module/xt_connmark/version) is still loaded:" \
 		"rmmod xt_connmark (after flushing its rules) or reboot"; fi
+
+boot-install:
+	install -D -m 0755 boot/modprobe-fallback $(DESTDIR)$(BOOT_DIR)/modprobe-fallback
+	install -D -m 0755 boot/signing-check $(DESTDIR)$(BOOT_DIR)/signing-check
+	install -D -m 0644 boot/xt-connmark.conf $(DESTDIR)$(MODPROBE_CONF)
+
+boot-uninstall:
+	rm -f $(DESTDIR)$(MODPROBE_CONF) $(DESTDIR)$(BOOT_DIR)/modprobe-fallback \
+		$(DESTDIR)$(BOOT_DIR)/signing-check
+	-rmdir $(DESTDIR)$(BOOT_DIR)
 
 # divert: true when the distribution's plugins are to be diverted.
 divert = [ -z "$(DESTDIR)" ] && command -v dpkg-divert >/dev/null
@@ -237,6 +267,9 @@ install: plugins
 	done; fi
 	install -m 0644 $(addprefix libxt/,$(PLUGINS)) $(DESTDIR)$(XTLIBDIR)/
 	install -m 0644 $(MANPAGE) $(DESTDIR)$(MANDIR)/man8/
+	install -D -m 0755 libxt/xtables-connmark-restore $(DESTDIR)$(RESTORE_TOOL)
+	install -d $(DESTDIR)$(dir $(PERSISTENT_PLUGIN))
+	ln -sfnr $(DESTDIR)$(RESTORE_TOOL) $(DESTDIR)$(PERSISTENT_PLUGIN)
 
 # A plugin is removed when it is ours: locally diverted, or (no dpkg, or
 # DESTDIR) simply there. A file of a package that nobody diverted is the
@@ -265,6 +298,7 @@ uninstall:
 		esac; \
 	done
 	rm -f $(DESTDIR)$(MANDIR)/man8/$(notdir $(MANPAGE))
+	rm -f $(DESTDIR)$(PERSISTENT_PLUGIN) $(DESTDIR)$(RESTORE_TOOL)
 
 # The packages are built in a copy of the sources, with a debian/changelog
 # made from dkms.conf's PACKAGE_VERSION: the version has one home.

@@ -104,6 +104,7 @@ if ! dkms_installed; then
 else
 	echo "PASS: dpkg -i: DKMS built and installed the module: $status"
 fi
+check_signed_install "dpkg -i" || ret=1
 
 # check_diverted: both plugins diverted by our package, the distribution's
 # files unchanged as .distrib, ours as the package ships them.

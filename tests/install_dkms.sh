@@ -7,11 +7,13 @@
 # own; after the uninstall the same rule autoloads the kernel's own again.
 #
 #   1. rmmod the module the runner loaded (no rule uses it any more)
-#   2. make dkms-install: dkms status "installed", the .ko in updates/dkms/
+#   2. make dkms-install: dkms status "installed", the .ko in updates/dkms/,
+#      signed by DKMS's key where DKMS signs (modinfo -F signer), modprobe's
+#      fallback to the kernel's own module installed
 #   3. fresh namespace, iptables -t mangle -A PREROUTING -j CONNMARK
 #      --set-mark 1: ours is loaded (version $XTCM_VERSION, from updates/)
 #   4. namespace deleted (rules gone), make dkms-uninstall: no DKMS state, no
-#      .ko in updates/, no /usr/src tree; rmmod
+#      .ko in updates/, no /usr/src tree, no fallback; rmmod
 #   5. the same rule in a fresh namespace: the kernel's own xt_connmark is
 #      loaded (no version, from kernel/net/netfilter/)
 #   6. the runner's module is insmod'ed again for the tests that follow
@@ -60,6 +62,7 @@ else
 	echo "PASS: make dkms-install: $status, $ko"
 fi
 
+check_signed_install "make dkms-install" || ret=1
 autoload_rule iptables || ret=1
 check_loaded ours || ret=1
 

@@ -192,16 +192,58 @@ dkms_installed()
 	return 1
 }
 
+# BOOT_FILES: what the module's installation adds to the boot path
+# (Makefile's boot-install).
+BOOT_FILES=(/usr/lib/modprobe.d/xt-connmark.conf
+	/usr/lib/xt-connmark/modprobe-fallback /usr/lib/xt-connmark/signing-check)
+
+# check_signed_install WHAT: after WHAT, DKMS's module is signed by DKMS's
+# own key when this DKMS signs (DKMS 3: /var/lib/dkms/mok.pub, the
+# certificate's CN is modinfo's signer) and unsigned otherwise (Debian 11's
+# DKMS 2.8), and the boot path's files are installed with it.
+check_signed_install()
+{
+	local ko signer cn="" f
+
+	ko=$(modinfo -n xt_connmark)
+	signer=$(modinfo -F signer "$ko")
+	[ -f /var/lib/dkms/mok.pub ] &&
+		cn=$(openssl x509 -inform DER -in /var/lib/dkms/mok.pub -noout \
+			-subject -nameopt multiline | sed -n 's/^ *commonName *= //p')
+	if [ -f /var/lib/dkms/mok.pub ] && [ -z "$cn" ]; then
+		echo "FAIL: $1: no CN in /var/lib/dkms/mok.pub"
+		return 1
+	fi
+	if [ "$signer" != "$cn" ]; then
+		echo "FAIL: $1: $ko is signed by '$signer', want '$cn' (/var/lib/dkms/mok.pub's CN, none without it)"
+		return 1
+	fi
+	for f in "${BOOT_FILES[@]}"; do
+		if [ ! -f "$f" ]; then
+			echo "FAIL: $1: no $f"
+			return 1
+		fi
+	done
+	# shellcheck disable=SC2016 # modprobe's own variable
+	if ! modprobe -c | grep -qx 'install xt_connmark /usr/lib/xt-connmark/modprobe-fallback $CMDLINE_OPTS'; then
+		echo "FAIL: $1: modprobe -c has no install command for xt_connmark"
+		return 1
+	fi
+	echo "PASS: $1: $ko signed by '${signer:-nobody}' (modinfo -F signer${cn:+, the CN of DKMS key /var/lib/dkms/mok.pub}), modprobe's fallback installed"
+}
+
 # dkms_gone WHAT: after WHAT, DKMS knows no xt_connmark, and neither its
-# module in updates/ nor its sources are left.
+# module in updates/ nor its sources nor the boot path's files are left.
 dkms_gone()
 {
-	local status ko
+	local status ko left
 
 	status=$(dkms status xt_connmark)
 	ko=$(find "/lib/modules/$KREL/updates" -name 'xt_connmark.ko*' 2>/dev/null)
-	[ -z "$status" ] && [ -z "$ko" ] && [ ! -e "$DKMS_SRC" ] && return 0
-	echo "FAIL: after $1: dkms status '$status', module '$ko', $DKMS_SRC $([ -e "$DKMS_SRC" ] || echo "gone")"
+	left=$(ls -d "${BOOT_FILES[@]}" 2>/dev/null)
+	[ -z "$status" ] && [ -z "$ko" ] && [ ! -e "$DKMS_SRC" ] && [ -z "$left" ] &&
+		return 0
+	echo "FAIL: after $1: dkms status '$status', module '$ko', $DKMS_SRC $([ -e "$DKMS_SRC" ] || echo "gone"), boot files left: '$left'"
 	return 1
 }
 

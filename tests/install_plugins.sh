@@ -180,7 +180,10 @@ elif [ -n "$(dpkg-divert --list "$XTLIBDIR/libxt_*")" ] ||
 	[ "$(sha256_of "${PLUGIN_FILES[@]}")" != "$before" ] ||
 	[ "$(cd "$destdir" && find . -type f | sort)" != "$(printf '%s\n' \
 		".$XTLIBDIR/libxt_CONNMARK.so" ".$XTLIBDIR/libxt_connmark.so" \
-		./usr/share/man/man8/xt_connmark.8 | sort)" ]; then
+		./usr/share/man/man8/xt_connmark.8 \
+		./usr/share/xtables-connmark-plugins/xtables-connmark-restore | sort)" ] ||
+	[ "$(readlink "$destdir/usr/share/netfilter-persistent/plugins.d/14-xt-connmark")" != \
+		../../xtables-connmark-plugins/xtables-connmark-restore ]; then
 	echo "FAIL: make install DESTDIR: diversions '$(dpkg-divert --list "$XTLIBDIR/libxt_*")', files:"
 	(cd "$destdir" && find . -type f)
 	ret=1

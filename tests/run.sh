@@ -25,7 +25,8 @@
 #   --host-only  the host part alone, no VM (make check-host): unit tests,
 #                builds, static analysis, the fuzz smoke run, the packages
 #                and the module builds for each kernel
-#   --matrix     TEST_PROGS on every lane (ARM64_MATRIX_PROGS on arm64),
+#   --matrix     TEST_PROGS and MATRIX_PROGS on every lane
+#                (ARM64_MATRIX_PROGS on arm64),
 #                DEBUG_PROGS on the debug kernel (make check-matrix)
 # TESTs given: those on every lane.
 # Environment: XTCM_SERIES (the lanes, default "sid 6.1 6.12 debug 5.10
@@ -82,6 +83,8 @@ tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
 	read -ra tests <<<"$(make -s -C tests print-TEST_PROGS)"
 	if $matrix; then
+		read -ra matrix_tests <<<"$(make -s -C tests print-MATRIX_PROGS)"
+		tests+=("${matrix_tests[@]}")
 		lane_tests=("${tests[@]}")
 		read -ra arm64_tests <<<"$(make -s -C tests print-ARM64_MATRIX_PROGS)"
 		read -ra debug_tests <<<"$(make -s -C tests print-DEBUG_PROGS)"
@@ -95,6 +98,7 @@ else
 	debug_tests=("${tests[@]}")
 	arm64_tests=("${tests[@]}")
 fi
+read -ra sig_enforce_tests <<<"$(make -s -C tests print-SIG_ENFORCE_PROGS)"
 read -ra debug_env <<<"$(make -s -C tests print-DEBUG_ENV)"
 read -ra lane_env <<<"$(make -s -C tests print-LANE_ENV)"
 read -ra arm64_env <<<"$(make -s -C tests print-ARM64_ENV)"
@@ -395,8 +399,35 @@ fetch_iptables_deb()
 	fi && [ -f "$iptables_deb" ]
 }
 
-# write_job LANE DIR: the job for tests/vm/guest.sh, and the list of its
-# tests in DIR/tests. The tests' knobs (XTCM_LIFECYCLE_CYCLES and the like)
+# fetch_persistent_debs: Debian's netfilter-persistent and
+# iptables-persistent of the lane root's release, which safe_boot.sh
+# installs in the VM. Sets persistent_debs.
+# shellcheck disable=SC2317 # called through run_logged
+fetch_persistent_debs()
+{
+	local dir=$repo/.cache/debs/persistent-${root//\//_}
+	local -a debs
+
+	mkdir -p "$dir"
+	debs=("$dir"/*.deb)
+	if [ ${#debs[@]} -ne 2 ] || [ ! -f "${debs[0]}" ]; then
+		rm -f "$dir"/*.deb
+		if [ "$root" = "$build_root" ]; then
+			lane_download "$root" "$dir" iptables-persistent \
+				netfilter-persistent
+		else
+			(cd "$dir" && lane_foreign_apt "$(lane_release "$1")" \
+				"$(lane_arch "$1")" apt-get download \
+				iptables-persistent netfilter-persistent)
+		fi || return
+		debs=("$dir"/*.deb)
+	fi
+	persistent_debs=${debs[*]}
+	[ ${#debs[@]} -eq 2 ] && [ -f "${debs[0]}" ]
+}
+
+# write_job LANE DIR [TEST...]: the job for tests/vm/guest.sh, and the list
+# of its tests (default the lane's) in DIR/tests. The tests' knobs (XTCM_LIFECYCLE_CYCLES and the like)
 # reach the guest from the host's environment; on the debug kernel,
 # tests/Makefile's DEBUG_ENV gives the shortened defaults, on the lanes
 # that run LANE_PROGS, LANE_ENV.
@@ -406,6 +437,7 @@ write_job()
 	local -a job_tests env=()
 
 	mapfile -t job_tests < <(job_tests "$1")
+	[ $# -gt 2 ] && job_tests=("${@:3}")
 	printf '%s\n' "${job_tests[@]}" >"$2/tests"
 	if [ "$1" = debug ]; then
 		env=("${debug_env[@]}")
@@ -422,6 +454,7 @@ write_job()
 			"$version"
 		printf 'export XTCM_DEB_DIR=%q\n' "$deb_dir"
 		printf 'export XTCM_IPTABLES_DEB=%q\n' "$iptables_deb"
+		printf 'export XTCM_PERSISTENT_DEBS=%q\n' "$persistent_debs"
 		printf 'XTCM_TEST_TIMEOUT=%q\n' "$test_timeout"
 		echo 'job()'
 		echo '{'
@@ -432,22 +465,24 @@ write_job()
 	} >"$2/job.sh"
 }
 
-# vm_boot LANE KREL ROOT SRC: boot the kernel on the lane's root with the
-# job; no output (the VMs of several kernels run at once, their results are
-# read afterwards).
+# vm_boot LANE KREL ROOT SRC [VM]: boot the kernel on the lane's root with
+# the job in $outdir/VM (default KREL; VM KREL+sig_enforce boots with
+# module.sig_enforce=1); no output (the VMs of several kernels run at once,
+# their results are read afterwards).
 # shellcheck disable=SC2317 # called through job_start
 vm_boot()
 {
-	local dir=$outdir/$2 vm_timeout
+	local dir=$outdir/${5:-$2} vm_timeout append=""
 
 	lane_vm_env "$3" "$4" "$outdir"
 	vm_timeout=$(($(wc -l <"$dir/tests") * test_timeout + 120))
+	[[ ${5:-} == *+sig_enforce ]] && append="module.sig_enforce=1"
 	if [ "$1" = debug ]; then
 		# KASAN needs memory; ACPI's PCI routing times out under TCG.
 		VM_MEM=3072 VM_APPEND="pci=noacpi" tests/vm/run-vm.sh "$2" \
 			"$dir" "$vm_timeout" >"$dir/console.log" 2>&1
 	else
-		tests/vm/run-vm.sh "$2" "$dir" "$vm_timeout" \
+		VM_APPEND=$append tests/vm/run-vm.sh "$2" "$dir" "$vm_timeout" \
 			>"$dir/console.log" 2>&1
 	fi
 }
@@ -470,7 +505,7 @@ vm_accel()
 	export VM_ACCEL=${why%%: *}
 }
 
-# vm_report KREL: turn the guest's results into lines.
+# vm_report VM: turn the guest's results in $outdir/VM into lines.
 vm_report()
 {
 	local krel=$1 dir=$outdir/$1 rc name t
@@ -511,9 +546,15 @@ host_checks()
 		tests/static/fuzz.sh 20000
 	run_logged "checkpatch --strict: kmod/ include/" tests/static/checkpatch.sh
 	xlate_arith host / "$repo"
+	run_logged "safe boot: xtables-connmark-restore's revision 2 form of random --set-dscpmark rules sets revision 3's ct marks (tests/static/restore_rewrite.sh)" \
+		tests/static/restore_rewrite.sh
 	run_logged "jobs: a root job's status survives its pid's reuse while VMs run (tests/static/jobs_race.sh)" \
 		tests/static/jobs_race.sh
-	run_logged "shellcheck: tests" shellcheck -x tests/*.sh tests/*/*.sh .ci/run
+	run_logged "shellcheck: tests" shellcheck -x \
+		tests/*.sh tests/*/*.sh .ci/run
+	run_logged "shellcheck: boot/, libxt's scripts (sh)" shellcheck -s sh \
+		boot/modprobe-fallback boot/signing-check \
+		libxt/xtables-connmark-rules libxt/xtables-connmark-restore
 	run_logged "shellcheck: initramfs init (busybox sh)" \
 		shellcheck -s sh tests/vm/initramfs-init
 }
@@ -566,17 +607,35 @@ for series in $series_list; do
 		run_logged "fetch: $(lane_release "$series")'s iptables package (for the VM)" \
 			fetch_iptables_deb "$series"
 	fi
+	persistent_debs=""
+	if ! $demo && selected "$series" safe_boot.sh; then
+		run_logged "fetch: $(lane_release "$series")'s netfilter-persistent and iptables-persistent (for the VM)" \
+			fetch_persistent_debs "$series"
+	fi
 	$host_only && continue
-	rm -rf "${outdir:?}/$krel"
-	mkdir -p "$outdir/$krel"
-	write_job "$series" "$outdir/$krel"
-	vm_krels+=("$krel")
-	while [ "$jobs_max" -gt 0 ] &&
-		[ "$(jobs_running vm-)" -ge "$jobs_max" ]; do
-		sleep 1
+	vms=("$krel")
+	# A second boot with module.sig_enforce=1 for the tests that need it.
+	if ! $demo && [[ $full_lanes == *" $series "* ]] &&
+		selected "$series" safe_boot.sh; then
+		vms+=("$krel+sig_enforce")
+	fi
+	for vm in "${vms[@]}"; do
+		rm -rf "${outdir:?}/$vm"
+		mkdir -p "$outdir/$vm"
+		if [ "$vm" = "$krel" ]; then
+			write_job "$series" "$outdir/$vm"
+		else
+			write_job "$series" "$outdir/$vm" "${sig_enforce_tests[@]}"
+			echo "export XTCM_LOAD_MODULE=no" >>"$outdir/$vm/job.sh"
+		fi
+		vm_krels+=("$vm")
+		while [ "$jobs_max" -gt 0 ] &&
+			[ "$(jobs_running vm-)" -ge "$jobs_max" ]; do
+			sleep 1
+		done
+		[ "$(lane_arch "$series")" = amd64 ] && vm_accel "$krel"
+		job_start "vm-$vm" vm_boot "$series" "$krel" "$root" "$src" "$vm"
 	done
-	[ "$(lane_arch "$series")" = amd64 ] && vm_accel "$krel"
-	job_start "vm-$krel" vm_boot "$series" "$krel" "$root" "$src"
 done
 $demo || host_checks
 wait

@@ -214,12 +214,13 @@ prepare_headers()
 }
 
 # unpacked: the kernel of krel is unpacked (with its cross tree when
-# cross), from the packages of stamp.
+# cross), from the packages of stamp, at this path: prepare_headers wrote
+# the tree's absolute path into its Makefiles, so a moved cache is stale.
 unpacked()
 {
 	local complete=$cache/kernels/$krel/.complete
 
-	[ -e "$complete" ] && [ "$(cat "$complete")" = "$stamp" ]
+	[ -e "$complete" ] && [ "$(cat "$complete")" = "$cache: $stamp" ]
 }
 
 debs=$cache/debs
@@ -280,6 +281,6 @@ if ! unpacked; then
 	prepare_headers "$root"
 	[ -d "$root/lib/modules/$krel" ] || die "no modules for $krel"
 	depmod -b "$root" "$krel" || die "depmod failed"
-	printf '%s' "$stamp" >"$cache/kernels/$krel/.complete"
+	printf '%s: %s' "$cache" "$stamp" >"$cache/kernels/$krel/.complete"
 fi
 echo "$krel"

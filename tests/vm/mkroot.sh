@@ -40,7 +40,9 @@ die()
 packages=(
 	# the module (built here, and by DKMS in the guest) and the plugins
 	build-essential make pkg-config libxtables-dev sparse dwarves kmod
-	dkms
+	# dkms, and openssl (a Recommends of dkms) with which it signs what it
+	# builds
+	dkms openssl
 	# what the tests run
 	iptables nftables conntrack iproute2 socat iputils-ping procps psmisc
 	python3 curl python3-pyftpdlib conntrackd keepalived util-linux

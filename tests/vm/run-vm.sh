@@ -38,9 +38,13 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 kroot=$repo/.cache/kernels/$krel/root
 initramfs=$repo/.cache/kernels/$krel/initramfs.cpio.gz
 
+# Two boots of one kernel (tests/run.sh's +sig_enforce) may start at once.
+exec 9>"$initramfs.lock"
+flock 9
 if [ ! -e "$initramfs" ] || [ "$initramfs" -ot "$repo/tests/vm/initramfs-init" ]; then
 	"$repo/tests/vm/mkinitramfs.sh" "$kroot" "$krel" "$initramfs" || exit 1
 fi
+flock -u 9
 
 read -ra qemu_opts <<<"${VM_QEMU_OPTS:-}"
 shares=${VM_SHARES:-}
