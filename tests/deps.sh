@@ -23,6 +23,9 @@ packages=(
 	# tools the tests run inside the VM (the VM shares the host's root)
 	iproute2 iptables nftables conntrack socat iputils-ping procps
 	psmisc
+	# DKMS signs the modules it builds with it (safe_boot.sh, the install
+	# tests read modinfo's signer); dkms does not depend on it
+	openssl
 	# docs/cookbook.md's recipes (tests/cookbook.sh): FTP server and client
 	python3-pyftpdlib curl
 	# tests/differential.sh's program generator and traffic
