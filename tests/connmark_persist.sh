@@ -45,6 +45,8 @@ run=0
 dump_state()
 {
 	dump_xt_state "$nsrouter" "$IPT" mangle
+	echo "# conntrack -L -f $CT_L3 ($nsrouter)"
+	ip netns exec "$nsrouter" conntrack -L -f "$CT_L3" 2>&1
 	echo "# $IPT -t filter -v -S ($nsclient)"
 	ip netns exec "$nsclient" "$IPT" -t filter -v -S
 }
@@ -163,6 +165,17 @@ run_batch()
 		fail "$what: rules, want accepted, got rejected"
 		return
 	fi
+	# An entry closed by a reset lives 10 s in CLOSE, less than an
+	# emulated guest may take to get here from its connection.
+	ip netns exec "$nsrouter" sysctl -q -w \
+		net.netfilter.nf_conntrack_tcp_timeout_close=3600 \
+		net.netfilter.nf_conntrack_tcp_timeout_close_wait=3600 \
+		net.netfilter.nf_conntrack_tcp_timeout_fin_wait=3600 \
+		net.netfilter.nf_conntrack_tcp_timeout_last_ack=3600 \
+		net.netfilter.nf_conntrack_tcp_timeout_time_wait=3600 || {
+		fail "$what: conntrack's TCP timeouts, want set, got refused"
+		return
+	}
 	ip netns exec "$nsrouter" conntrack -F >/dev/null 2>&1
 
 	for ((i = 0; i < N80 + N21; i++)); do
