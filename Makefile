@@ -122,7 +122,11 @@ module:
 	@test -n "$(KREL)" || { echo "No kernel headers found: install" \
 		"linux-headers-$$(uname -r) or pass KDIR=<build dir>"; exit 1; }
 	@mkdir -p $(MODULE_DIR)
-	@cp -a --update $(MODULE_SOURCES) $(MODULE_DIR)/
+	@# The sources afresh (their times kept, so that an unchanged file does
+	@# not rebuild): a file deleted from the tree must not stay in the build.
+	@rm -rf $(addprefix $(MODULE_DIR)/,include Kbuild dkms.conf) \
+		$(wildcard $(MODULE_DIR)/kmod/*.[ch] $(MODULE_DIR)/kmod/Kbuild)
+	@cp -a $(MODULE_SOURCES) $(MODULE_DIR)/
 	$(MAKE) -C $(KDIR) M=$(abspath $(MODULE_DIR)) modules
 	@echo "built $(MODULE_DIR)/kmod/xt_connmark.ko (version $(VERSION))"
 

@@ -28,8 +28,6 @@
 static inline __u32 connmark_shift(__u32 val, unsigned int shift_dir,
 				   unsigned int shift_bits)
 {
-	if (shift_bits >= 32)
-		return 0;
 	if (shift_dir == D_SHIFT_RIGHT)
 		return val >> shift_bits;
 	return val << shift_bits;

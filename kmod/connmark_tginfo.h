@@ -13,6 +13,9 @@
 #define _CONNMARK_TGINFO_H
 
 #include <linux/types.h>
+#ifndef __KERNEL__
+#include <stdbool.h>
+#endif
 #include "xt_connmark.h"
 #include "connmark_math.h"
 
@@ -25,45 +28,57 @@ enum connmark_tginfo_field {
 	CONNMARK_TGINFO_SHIFT_BITS,
 	CONNMARK_TGINFO_DSCPMASK,
 	CONNMARK_TGINFO_STATEMASK,
+	CONNMARK_TGINFO_FIELDS,	/* the number of values above */
 };
 
 /**
- * connmark_tginfo_widen() - Read a target blob of any revision.
+ * connmark_tginfo_widen() - Read a target blob of revision 1, 2 or 3.
  * @data: the blob, a struct xt_connmark_tginfo1, 2 or 3 as @revision says
- * @revision: 1, 2 or 3
+ * @revision: the rule's revision
  *
  * Revision 2 is revision 3 doing %XT_CONNMARK_VALUE, and revision 1 is
  * revision 2 without a shift. A revision 3 blob is returned as it is: its
  * func 0 (OpenWrt's save and restore) is judged by connmark_tginfo_check().
  *
- * Return: the blob in the revision 3 form.
+ * @info: the blob in the revision 3 form
+ *
+ * Return: false, and @info untouched, for a revision other than 1, 2 or 3
+ * (a blob of unknown size is not read).
  */
-static inline struct xt_connmark_tginfo3
-connmark_tginfo_widen(const void *data, unsigned int revision)
+static inline bool connmark_tginfo_widen(const void *data,
+					 unsigned int revision,
+					 struct xt_connmark_tginfo3 *info)
 {
 	const struct xt_connmark_tginfo1 *info1 = data;
 	const struct xt_connmark_tginfo2 *info2 = data;
-	struct xt_connmark_tginfo3 info = {
-		.ctmark	= info1->ctmark,
-		.ctmask	= info1->ctmask,
-		.nfmask	= info1->nfmask,
-		.func	= XT_CONNMARK_VALUE,
-	};
 
 	switch (revision) {
 	case 1:
-		info.mode = info1->mode;
-		break;
+		*info = (struct xt_connmark_tginfo3) {
+			.ctmark	= info1->ctmark,
+			.ctmask	= info1->ctmask,
+			.nfmask	= info1->nfmask,
+			.mode	= info1->mode,
+			.func	= XT_CONNMARK_VALUE,
+		};
+		return true;
 	case 2:
-		info.shift_dir = info2->shift_dir;
-		info.shift_bits = info2->shift_bits;
-		info.mode = info2->mode;
-		break;
+		*info = (struct xt_connmark_tginfo3) {
+			.ctmark		= info2->ctmark,
+			.ctmask		= info2->ctmask,
+			.nfmask		= info2->nfmask,
+			.shift_dir	= info2->shift_dir,
+			.shift_bits	= info2->shift_bits,
+			.mode		= info2->mode,
+			.func		= XT_CONNMARK_VALUE,
+		};
+		return true;
+	case 3:
+		*info = *(const struct xt_connmark_tginfo3 *)data;
+		return true;
 	default:
-		info = *(const struct xt_connmark_tginfo3 *)data;
-		break;
+		return false;
 	}
-	return info;
 }
 
 /* --set-dscpmark: ctmark is the dscpmask, ctmask the statemask. */

@@ -84,122 +84,112 @@ static bool connmark_skb_dscp(const struct sk_buff *skb, u8 family, u32 *dscp)
 	}
 }
 
-/* The one target path of every revision. Every rule but --set-dscpmark
- * does what revision 2 does, whatever its func (OpenWrt's save and restore
- * carry func 0). ct->mark is read once; it is written, and the change
- * announced to ctnetlink, only if its value changes.
+/**
+ * connmark_tg() - The CONNMARK target, every revision.
+ * @skb: the packet
+ * @par: the rule; par->target->revision says how to read par->targinfo
+ *
+ * Every rule but --set-dscpmark does what revision 2 does, whatever its
+ * func (OpenWrt's save and restore carry func 0). The new ct mark is
+ * computed from the one read and stored with a compare-and-exchange, again
+ * from the value found there until it sticks: a rule on another CPU that
+ * changed other bits of the same connection's mark meanwhile keeps them.
+ * The change is announced to ctnetlink once, and only if there is one.
+ *
+ * Return: XT_CONTINUE.
  */
-static unsigned int
-connmark_tg_apply(struct sk_buff *skb, const struct xt_action_param *par,
-		  const struct xt_connmark_tginfo3 *info)
-{
-	struct nf_conn *ct;
-	u32 old, new, dscp;
-
-	ct = connmark_ct_find(skb);
-	if (!ct)
-		return XT_CONTINUE;
-
-	old = READ_ONCE(ct->mark);
-	if (info->func == XT_CONNMARK_DSCP) {
-		if (!connmark_skb_dscp(skb, xt_family(par), &dscp))
-			return XT_CONTINUE;
-		new = connmark_dscp(old, dscp, info->ctmark, info->ctmask,
-				    info->shift_bits);
-	} else if (info->mode == XT_CONNMARK_SET) {
-		new = connmark_set(old, info->ctmark, info->ctmask,
-				   info->shift_dir, info->shift_bits);
-	} else if (info->mode == XT_CONNMARK_SAVE) {
-		new = connmark_save(old, skb->mark, info->ctmask, info->nfmask,
-				    info->shift_dir, info->shift_bits);
-	} else {
-		/* XT_CONNMARK_RESTORE: checkentry rejects any other mode. */
-		skb->mark = connmark_restore(skb->mark, old, info->ctmask,
-					     info->nfmask, info->shift_dir,
-					     info->shift_bits);
-		return XT_CONTINUE;
-	}
-
-	if (new != old) {
-		WRITE_ONCE(ct->mark, new);
-		nf_conntrack_event_cache(IPCT_MARK, ct);
-	}
-	return XT_CONTINUE;
-}
-
 static unsigned int
 connmark_tg(struct sk_buff *skb, const struct xt_action_param *par)
 {
-	const struct xt_connmark_tginfo3 info =
-		connmark_tginfo_widen(par->targinfo, 1);
+	struct xt_connmark_tginfo3 info;
+	struct nf_conn *ct;
+	u32 old, new, seen, dscp = 0;
 
-	return connmark_tg_apply(skb, par, &info);
-}
+	ct = connmark_ct_find(skb);
+	if (!ct || !connmark_tginfo_widen(par->targinfo, par->target->revision,
+					  &info))
+		return XT_CONTINUE;
+	if (info.func == XT_CONNMARK_DSCP &&
+	    !connmark_skb_dscp(skb, xt_family(par), &dscp))
+		return XT_CONTINUE;
 
-static unsigned int
-connmark_tg_v2(struct sk_buff *skb, const struct xt_action_param *par)
-{
-	const struct xt_connmark_tginfo3 info =
-		connmark_tginfo_widen(par->targinfo, 2);
-
-	return connmark_tg_apply(skb, par, &info);
-}
-
-static unsigned int
-connmark_tg_v3(struct sk_buff *skb, const struct xt_action_param *par)
-{
-	return connmark_tg_apply(skb, par, par->targinfo);
+	old = READ_ONCE(ct->mark);
+	if (info.func != XT_CONNMARK_DSCP && info.mode == XT_CONNMARK_RESTORE) {
+		skb->mark = connmark_restore(skb->mark, old, info.ctmask,
+					     info.nfmask, info.shift_dir,
+					     info.shift_bits);
+		return XT_CONTINUE;
+	}
+	for (;;) {
+		if (info.func == XT_CONNMARK_DSCP)
+			new = connmark_dscp(old, dscp, info.ctmark, info.ctmask,
+					    info.shift_bits);
+		else if (info.mode == XT_CONNMARK_SET)
+			new = connmark_set(old, info.ctmark, info.ctmask,
+					   info.shift_dir, info.shift_bits);
+		else
+			new = connmark_save(old, skb->mark, info.ctmask,
+					    info.nfmask, info.shift_dir,
+					    info.shift_bits);
+		if (new == old)
+			return XT_CONTINUE;
+		seen = cmpxchg(&ct->mark, old, new);
+		if (seen == old)
+			break;
+		old = seen;
+	}
+	nf_conntrack_event_cache(IPCT_MARK, ct);
+	return XT_CONTINUE;
 }
 
 /* One rate limit per invalid field, so that a flood of one kind of bad rule
  * does not hide the message of another.
  */
-static struct ratelimit_state connmark_check_rs[CONNMARK_TGINFO_STATEMASK + 1] = {
-	[0 ... CONNMARK_TGINFO_STATEMASK] =
+static struct ratelimit_state connmark_check_rs[CONNMARK_TGINFO_FIELDS] = {
+	[0 ... CONNMARK_TGINFO_FIELDS - 1] =
 		RATELIMIT_STATE_INIT(connmark_check_rs, DEFAULT_RATELIMIT_INTERVAL,
 				     DEFAULT_RATELIMIT_BURST),
 };
+
+/* Name the field that makes a rule invalid, and the fields its revision
+ * has (revisions 1 and 2 have no func), rate limited per field.
+ */
+static void connmark_tg_report(unsigned int revision,
+			       enum connmark_tginfo_field bad,
+			       const struct xt_connmark_tginfo3 *info)
+{
+	if (!__ratelimit(&connmark_check_rs[bad]))
+		return;
+	if (revision == 3)
+		pr_info("revision 3: invalid %s: func %u mode %u shift_dir %u shift_bits %u ctmark 0x%x ctmask 0x%x\n",
+			connmark_tginfo_field_name(bad), info->func, info->mode,
+			info->shift_dir, info->shift_bits, info->ctmark,
+			info->ctmask);
+	else
+		pr_info("revision %u: invalid %s: mode %u shift_dir %u shift_bits %u ctmark 0x%x ctmask 0x%x\n",
+			revision, connmark_tginfo_field_name(bad), info->mode,
+			info->shift_dir, info->shift_bits, info->ctmark,
+			info->ctmask);
+}
 
 /* Validate every field before taking any reference, so that a rejected rule
  * leaves nothing to release. The rules are connmark_tginfo_check()'s, which
  * the iptables plugin applies too.
  */
-static int connmark_tg_check_info(const struct xt_tgchk_param *par,
-				  const struct xt_connmark_tginfo3 *info)
+static int connmark_tg_check(const struct xt_tgchk_param *par)
 {
-	enum connmark_tginfo_field bad = connmark_tginfo_check(info);
+	unsigned int revision = par->target->revision;
+	struct xt_connmark_tginfo3 info;
+	enum connmark_tginfo_field bad;
 
+	if (!connmark_tginfo_widen(par->targinfo, revision, &info))
+		return -EINVAL;
+	bad = connmark_tginfo_check(&info);
 	if (bad != CONNMARK_TGINFO_VALID) {
-		if (__ratelimit(&connmark_check_rs[bad]))
-			pr_info("revision %u: invalid %s: func %u mode %u shift_dir %u shift_bits %u ctmark 0x%x ctmask 0x%x\n",
-				par->target->revision,
-				connmark_tginfo_field_name(bad), info->func,
-				info->mode, info->shift_dir, info->shift_bits,
-				info->ctmark, info->ctmask);
+		connmark_tg_report(revision, bad, &info);
 		return -EINVAL;
 	}
 	return connmark_netns_get(par->net, par->family);
-}
-
-static int connmark_tg_check(const struct xt_tgchk_param *par)
-{
-	const struct xt_connmark_tginfo3 info =
-		connmark_tginfo_widen(par->targinfo, 1);
-
-	return connmark_tg_check_info(par, &info);
-}
-
-static int connmark_tg_check_v2(const struct xt_tgchk_param *par)
-{
-	const struct xt_connmark_tginfo3 info =
-		connmark_tginfo_widen(par->targinfo, 2);
-
-	return connmark_tg_check_info(par, &info);
-}
-
-static int connmark_tg_check_v3(const struct xt_tgchk_param *par)
-{
-	return connmark_tg_check_info(par, par->targinfo);
 }
 
 static void connmark_tg_destroy(const struct xt_tgdtor_param *par)
@@ -257,8 +247,8 @@ static struct xt_target connmark_tg_reg[] __read_mostly = {
 		.name		= "CONNMARK",
 		.revision	= 2,
 		.family		= NFPROTO_IPV4,
-		.checkentry	= connmark_tg_check_v2,
-		.target		= connmark_tg_v2,
+		.checkentry	= connmark_tg_check,
+		.target		= connmark_tg,
 		.targetsize	= sizeof(struct xt_connmark_tginfo2),
 		.destroy	= connmark_tg_destroy,
 		.me		= THIS_MODULE,
@@ -267,8 +257,8 @@ static struct xt_target connmark_tg_reg[] __read_mostly = {
 		.name		= "CONNMARK",
 		.revision	= 3,
 		.family		= NFPROTO_IPV4,
-		.checkentry	= connmark_tg_check_v3,
-		.target		= connmark_tg_v3,
+		.checkentry	= connmark_tg_check,
+		.target		= connmark_tg,
 		.targetsize	= sizeof(struct xt_connmark_tginfo3),
 		.destroy	= connmark_tg_destroy,
 		.me		= THIS_MODULE,
@@ -288,8 +278,8 @@ static struct xt_target connmark_tg_reg[] __read_mostly = {
 		.name		= "CONNMARK",
 		.revision	= 2,
 		.family		= NFPROTO_IPV6,
-		.checkentry	= connmark_tg_check_v2,
-		.target		= connmark_tg_v2,
+		.checkentry	= connmark_tg_check,
+		.target		= connmark_tg,
 		.targetsize	= sizeof(struct xt_connmark_tginfo2),
 		.destroy	= connmark_tg_destroy,
 		.me		= THIS_MODULE,
@@ -298,8 +288,8 @@ static struct xt_target connmark_tg_reg[] __read_mostly = {
 		.name		= "CONNMARK",
 		.revision	= 3,
 		.family		= NFPROTO_IPV6,
-		.checkentry	= connmark_tg_check_v3,
-		.target		= connmark_tg_v3,
+		.checkentry	= connmark_tg_check,
+		.target		= connmark_tg,
 		.targetsize	= sizeof(struct xt_connmark_tginfo3),
 		.destroy	= connmark_tg_destroy,
 		.me		= THIS_MODULE,

@@ -256,6 +256,20 @@ static void connmark_tg_apply(const struct xt_option_call *cb,
 	}
 }
 
+/* The blob of a revision of ours in the revision 3 form. libxtables hands
+ * these callbacks only rules of the revisions registered below.
+ */
+static struct xt_connmark_tginfo3 connmark_tg_widen(const void *data,
+						    unsigned int revision)
+{
+	struct xt_connmark_tginfo3 info;
+
+	if (!connmark_tginfo_widen(data, revision, &info))
+		xtables_error(OTHER_PROBLEM,
+			      "CONNMARK target: unknown revision %u", revision);
+	return info;
+}
+
 /*
  * The rule's revision is decided after each option (the final check cannot:
  * it is not handed the rule): 3 for --set-dscpmark, which excludes every
@@ -264,7 +278,7 @@ static void connmark_tg_apply(const struct xt_option_call *cb,
 static void connmark_tg_parse_rev(struct xt_option_call *cb,
 				  unsigned int revision)
 {
-	struct xt_connmark_tginfo3 info = connmark_tginfo_widen(cb->data,
+	struct xt_connmark_tginfo3 info = connmark_tg_widen(cb->data,
 		connmark_tg_blob_revision(cb->data, revision));
 
 	xtables_option_parse(cb);
@@ -327,7 +341,7 @@ static void connmark_tg_check_rev(struct xt_fcheck_call *cb,
 	struct xt_connmark_tginfo3 info;
 
 	revision = connmark_tg_blob_revision(cb->data, revision);
-	info = connmark_tginfo_widen(cb->data, revision);
+	info = connmark_tg_widen(cb->data, revision);
 	connmark_tg_finish(cb->xflags, &info);
 	connmark_tg_narrow(cb->data, revision, &info);
 }
@@ -403,7 +417,7 @@ static void connmark_tg_show(const struct xt_connmark_tginfo3 *info)
 static struct xt_connmark_tginfo3
 connmark_tg_rule_info(const struct xt_entry_target *target)
 {
-	return connmark_tginfo_widen(target->data, target->u.user.revision);
+	return connmark_tg_widen(target->data, target->u.user.revision);
 }
 
 static void connmark_tg_print(const void *ip,

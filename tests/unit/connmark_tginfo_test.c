@@ -79,7 +79,7 @@ static void test_widen_v1(void)
 	unsigned char b[16];
 
 	blob(b, 0x11223344, 0x55667788, 0x99aabbcc, tail, sizeof(tail));
-	info = connmark_tginfo_widen(b, 1);
+	expect_eq("rev 1: widened", connmark_tginfo_widen(b, 1, &info), 1);
 	expect_info("rev 1", &info, 0x11223344, 0x55667788, 0x99aabbcc,
 		    D_SHIFT_LEFT, 0, 2, XT_CONNMARK_VALUE);
 }
@@ -92,7 +92,7 @@ static void test_widen_v2(void)
 	unsigned char b[16];
 
 	blob(b, 1, 2, 3, tail, sizeof(tail));
-	info = connmark_tginfo_widen(b, 2);
+	expect_eq("rev 2: widened", connmark_tginfo_widen(b, 2, &info), 1);
 	expect_info("rev 2", &info, 1, 2, 3, D_SHIFT_RIGHT, 31,
 		    XT_CONNMARK_SET, XT_CONNMARK_VALUE);
 }
@@ -105,9 +105,28 @@ static void test_widen_v3(void)
 	unsigned char b[16];
 
 	blob(b, 0xfc000000, 0x01000000, 0xffffffff, tail, sizeof(tail));
-	info = connmark_tginfo_widen(b, 3);
+	expect_eq("rev 3: widened", connmark_tginfo_widen(b, 3, &info), 1);
 	expect_info("rev 3", &info, 0xfc000000, 0x01000000, 0xffffffff,
 		    D_SHIFT_LEFT, 26, XT_CONNMARK_RESTORE, 0);
+}
+
+/* Any other revision is refused, and the output is left alone. */
+static void test_widen_unknown(void)
+{
+	static const unsigned int revs[] = { 0, 4, 5, 255, 256, ~0U };
+	struct xt_connmark_tginfo3 info, before;
+	unsigned char b[16];
+	size_t i;
+
+	memset(b, 0x5a, sizeof(b));
+	memset(&before, 0xa5, sizeof(before));
+	for (i = 0; i < ARRAY_SIZE(revs); i++) {
+		info = before;
+		expect_eq("unknown revision refused",
+			  connmark_tginfo_widen(b, revs[i], &info), 0);
+		expect_eq("unknown revision: info untouched",
+			  memcmp(&info, &before, sizeof(info)), 0);
+	}
 }
 
 /* The lowest set bit of m, or -1. */
@@ -204,9 +223,10 @@ static void test_check_exhaustive(void)
 /* connmark_tginfo_check() of a blob of revision rev: valid or not. */
 static int widened_valid(const unsigned char *b, unsigned int rev)
 {
-	const struct xt_connmark_tginfo3 info = connmark_tginfo_widen(b, rev);
+	struct xt_connmark_tginfo3 info;
 
-	return connmark_tginfo_check(&info) == CONNMARK_TGINFO_VALID;
+	return connmark_tginfo_widen(b, rev, &info) &&
+	       connmark_tginfo_check(&info) == CONNMARK_TGINFO_VALID;
 }
 
 /* Every revision 1 and 2 blob is checked as revision 2 of its bytes. */
@@ -285,7 +305,7 @@ static void test_field_names(void)
 {
 	enum connmark_tginfo_field f, g;
 
-	for (f = CONNMARK_TGINFO_FUNC; f <= CONNMARK_TGINFO_STATEMASK; f++) {
+	for (f = CONNMARK_TGINFO_FUNC; f < CONNMARK_TGINFO_FIELDS; f++) {
 		expect_eq(connmark_tginfo_field_name(f),
 			  strcmp(connmark_tginfo_field_name(f), "none") != 0, 1);
 		for (g = CONNMARK_TGINFO_FUNC; g < f; g++)
@@ -305,6 +325,7 @@ static const struct unit_test tests[] = {
 	  "check: revision 1 and 2 blobs, every mode, shifts, directions" },
 	{ test_check_fields, "check: each bad blob names its field" },
 	{ test_field_names, "check: every field has a distinct name" },
+	{ test_widen_unknown, "widen: a revision other than 1, 2, 3 is refused" },
 };
 
 int main(void)
