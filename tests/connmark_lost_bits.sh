@@ -1,0 +1,138 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Lost ct mark bits: two directions of one UDP connection cross the router
+# on two CPUs at once, and each direction's rules write their own half of
+# the ct mark (a multi-WAN tool's bits and a QoS tool's, say). A rule that
+# reads the mark, computes, and writes it back can undo a write of the
+# other CPU in between; a compare-and-exchange cannot.
+#
+#   nsclient veth0 -- veth0 nsrouter veth1 -- veth0 nsserver
+#   10.0.1.99:5000 <----- one conntrack entry -----> 10.0.2.99:6000
+#
+# Each direction's packets get a sequence value 1..SEQ in the packet mark
+# (one -m statistic --mode nth rule per value: each packet matches exactly
+# one), which --save-mark copies into the direction's half of the ct mark:
+# the original direction into bits 0-15, the reply direction into bits
+# 16-31 (--left-shift-mark 16). Before that, a rule checks that the half
+# still holds the value the direction's previous packet wrote: a packet of
+# one direction follows the previous one on the same CPU, so only a write
+# of the other direction can have changed it, and it must not. Each such
+# rule that counts a packet counts one lost write.
+#
+# The senders (socat, 64-byte datagrams) are pinned to different CPUs for
+# XTCM_LOST_BITS_SECONDS (default 30), with our module and then with the
+# kernel's own. Ours must lose nothing; the kernel's losses are reported
+# (under TCG a vCPU is switched out inside the read-modify-write window only
+# now and then, so the count can be 0 in a run), with the packets each
+# direction sent through the rules.
+
+set -u
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "$0")/install_lib.sh"
+
+install_env_ok || exit "$ksft_skip"
+require_tools "socat -V" "taskset -V" "iptables-legacy --version"
+if [ "$(getconf _NPROCESSORS_ONLN)" -lt 2 ]; then
+	echo "SKIP: Could not run two CPUs"
+	exit "$ksft_skip"
+fi
+
+seconds=${XTCM_LOST_BITS_SECONDS:-30}
+SEQ=8
+ret=0
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup()
+{
+	cleanup_all_ns
+	restore_module || exit "$ksft_fail"
+}
+trap cleanup EXIT
+
+# rules: the router's mangle FORWARD, each direction in a chain of its own.
+rules()
+{
+	local dir k prev shift mask
+
+	printf '%s\n' '*mangle' ':FORWARD ACCEPT [0:0]' ':orig - [0:0]' ':reply - [0:0]' \
+		':orig_lost - [0:0]' ':reply_lost - [0:0]' \
+		'-A FORWARD -i veth0 -p udp -j orig' '-A FORWARD -i veth1 -p udp -j reply'
+	for dir in orig reply; do
+		shift=0 mask=0xffff
+		[ "$dir" = reply ] && shift=16 mask=0xffff0000
+		# xt_statistic's counter of "--packet k" starts at k and the
+		# rule matches when it wraps, so packet n of the direction
+		# matches k = -n mod SEQ: that rule gives it n mod SEQ + 1.
+		for ((k = 0; k < SEQ; k++)); do
+			echo "-A $dir -m statistic --mode nth --every $SEQ --packet $k -j MARK --set-xmark $(((SEQ - k) % SEQ + 1))/0xffffffff"
+		done
+		for ((k = 1; k <= SEQ; k++)); do
+			prev=$(((k + SEQ - 2) % SEQ + 1))
+			printf -- '-A %s -m mark --mark 0x%x -m connmark ! --mark 0x%x/%s -j %s_lost\n' \
+				"$dir" "$k" $((prev << shift)) "$mask" "$dir"
+		done
+		echo "-A $dir -j CONNMARK --save-mark --nfmask 0xffff --ctmask $mask --left-shift-mark $shift"
+		echo "-A ${dir}_lost -j RETURN"
+	done
+	echo COMMIT
+}
+
+# chain_count CHAIN RULE: the packet counter of rule RULE of CHAIN.
+chain_count()
+{
+	ip netns exec "$nsrouter" iptables-legacy -t mangle -L "$1" "$2" -v -n -x |
+		awk '{ print $1; exit }'
+}
+
+# run_with WHOSE: the flow for $seconds; prints "sent_orig sent_reply
+# lost_orig lost_reply" (rule counters).
+run_with()
+{
+	local pids=()
+
+	setup_router_topology >/dev/null || return
+	rules | ip netns exec "$nsrouter" iptables-legacy-restore || return
+	# The first packet of each direction, one after the other: both
+	# halves hold a value, the nth counters are at 1.
+	udp_once "$nsclient" 10.0.2.99 6000 5000 &&
+		udp_once "$nsserver" 10.0.1.99 5000 6000 || return
+	ip netns exec "$nsrouter" iptables-legacy -t mangle -Z
+	ip netns exec "$nsclient" taskset -c 0 timeout "$seconds" socat -u -b 64 \
+		OPEN:/dev/zero UDP:10.0.2.99:6000,sourceport=5000 2>/dev/null &
+	pids+=($!)
+	ip netns exec "$nsserver" taskset -c 1 timeout "$seconds" socat -u -b 64 \
+		OPEN:/dev/zero UDP:10.0.1.99:5000,sourceport=6000 2>/dev/null &
+	pids+=($!)
+	wait "${pids[@]}"
+	echo "$(chain_count FORWARD 1) $(chain_count FORWARD 2) $(chain_count orig_lost 1) $(chain_count reply_lost 1)"
+	cleanup_all_ns
+}
+
+# udp_once NS ADDR PORT SPORT: one datagram.
+udp_once()
+{
+	echo x | ip netns exec "$1" socat -u - "UDP:$2:$3,sourceport=$4"
+}
+
+unload_connmark || exit "$ksft_fail"
+insmod "$XTCM_MODULE" && loaded_is ours || exit "$ksft_fail"
+read -r ours_orig ours_reply ours_lost_orig ours_lost_reply < <(run_with ours)
+echo "MEASURE ours: $ours_orig + $ours_reply packets in $seconds s, lost writes: original direction $ours_lost_orig, reply $ours_lost_reply"
+unload_connmark || exit "$ksft_fail"
+in_tree_autoloads >/dev/null || exit "$ksft_fail"
+read -r it_orig it_reply it_lost_orig it_lost_reply < <(run_with in-tree)
+echo "MEASURE in-tree: $it_orig + $it_reply packets in $seconds s, lost writes: original direction $it_lost_orig, reply $it_lost_reply"
+
+if [ -z "${ours_orig:-}" ] || [ "${ours_orig:-0}" -lt 1000 ] || [ "${ours_reply:-0}" -lt 1000 ]; then
+	echo "FAIL: too little traffic with ours ('$ours_orig', '$ours_reply' packets)"
+	ret=1
+elif [ "$((ours_lost_orig + ours_lost_reply))" -ne 0 ]; then
+	echo "FAIL: ours lost $ours_lost_orig + $ours_lost_reply writes"
+	ret=1
+else
+	echo "PASS: ours lost no write in $ours_orig + $ours_reply packets on two CPUs"
+fi
+exit "$ret"
