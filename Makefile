@@ -25,6 +25,10 @@
 #   make debug-kernel  build that kernel from Debian's linux-source-6.1 with
 #                   tests/vm/debug-kernel.config into .cache/debug-kernel
 #                   (about 20 minutes on 2 cores)
+#   make check-kcsan   the concurrent tests (KCSAN_PROGS) on the KCSAN kernel
+#   make kcsan-kernel  build it: the same source and fragment with
+#                   tests/vm/kcsan-kernel.config (KCSAN in place of KASAN)
+#                   into .cache/kcsan-kernel
 #   make lifecycle  100 load/use/unload cycles
 #   make differential   DIFF_PROGRAMS (default 1000) random rule programs
 #                   per kernel, ours against the kernel's own xt_connmark
@@ -112,7 +116,8 @@ DIST_FILES = Makefile Kbuild dkms.conf LICENSE README.md $(MANPAGE) \
 		debian/*.manpages)
 
 .PHONY: all module plugins unit check check-host check-matrix demo \
-	check-cookbook check-install check-debug debug-kernel lifecycle \
+	check-cookbook check-install check-debug check-kcsan debug-kernel \
+	kcsan-kernel lifecycle \
 	differential bench fuzz clean dkms-source dkms-install dkms-uninstall \
 	install uninstall deb boot-install boot-uninstall
 
@@ -169,9 +174,18 @@ check-debug:
 		XTCM_LIFECYCLE_CYCLES=5 XTCM_STRESS_SECONDS=60 \
 		tests/run.sh $$($(MAKE) -s -C tests print-DEBUG_PROGS)
 
-# Installs what it needs itself; nothing is done when it is up to date.
+# KCSAN_PROGS on the KCSAN kernel of make kcsan-kernel, with KCSAN_ENV.
+check-kcsan:
+	tests/deps.sh
+	XTCM_SERIES=kcsan XTCM_TEST_TIMEOUT=3600 \
+		tests/run.sh $$($(MAKE) -s -C tests print-KCSAN_PROGS)
+
+# Install what they need themselves; nothing is done when up to date.
 debug-kernel:
-	tests/vm/build-debug-kernel.sh
+	tests/vm/build-debug-kernel.sh kasan
+
+kcsan-kernel:
+	tests/vm/build-debug-kernel.sh kcsan
 
 lifecycle:
 	tests/deps.sh

@@ -299,7 +299,7 @@ log=$(dmesg | sed -n "/hostile_payload: start $token/,\$p")
 if [ -z "$log" ]; then
 	fail "kernel log: the start marker is gone (ring buffer overrun?)"
 fi
-splats=$(grep -E "$KERNEL_SPLATS" <<<"$log")
+splats=$(kernel_splats <<<"$log")
 if [ -n "$splats" ]; then
 	fail "kernel log: splat during the run"
 	echo "$log" | head -n 80

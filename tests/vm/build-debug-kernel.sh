@@ -1,20 +1,24 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Build the debug lane's kernel (make debug-kernel) from Debian 12's
-# linux-source-6.1, as ../shared/debug-kernel's was made: x86_64_defconfig,
-# kvm_guest.config, tests/vm/debug-kernel.config merged in (KASAN, lockdep,
-# kmemleak, UBSAN and what the tests need), olddefconfig, make bindeb-pkg.
+# Build a debug lane's kernel from Debian 12's linux-source-6.1:
+#   kasan (make debug-kernel): as ../shared/debug-kernel's was made:
+#         x86_64_defconfig, kvm_guest.config, tests/vm/debug-kernel.config
+#         merged in (KASAN, lockdep, kmemleak, UBSAN and what the tests
+#         need), olddefconfig, make bindeb-pkg;
+#   kcsan (make kcsan-kernel): the same with tests/vm/kcsan-kernel.config
+#         merged after it (KCSAN in place of KASAN and kmemleak), release
+#         <version>-kcsan.
 # Installs what the build needs first (once), builds under nice in
-# .cache/debug-kernel-build/ and leaves
-#   .cache/debug-kernel/linux-image-<release>_<release>-xtcm1_amd64.deb
-#   .cache/debug-kernel/linux-headers-<release>_<release>-xtcm1_amd64.deb
-# where tests/vm/fetch-kernel.sh finds them (after XTCM_DEBUG_KERNEL_DIR and
-# ../shared/debug-kernel). The release comes from linux-source-6.1 (e.g.
-# 6.1.192). Idempotent: nothing is built when the packages of this
-# linux-source and this fragment are there. Took 18 minutes on 2 cores.
+# .cache/<flavour>-kernel-build/ and leaves
+#   .cache/<flavour>-kernel/linux-image-<release>_<release>-xtcm1_amd64.deb
+#   .cache/<flavour>-kernel/linux-headers-<release>_<release>-xtcm1_amd64.deb
+# (flavour kasan: .cache/debug-kernel) where tests/vm/fetch-kernel.sh finds
+# them. The version comes from linux-source-6.1 (e.g. 6.1.192).
+# Idempotent: nothing is built when the packages of this linux-source and
+# these fragments are there. Took 18 minutes on 2 cores.
 #
-# Usage: build-debug-kernel.sh
+# Usage: build-debug-kernel.sh [kasan | kcsan]   (default kasan)
 # Environment: XTCM_DEBUG_BUILD_JOBS (make -j, default nproc),
 # XTCM_DEBUG_NICE (default 19).
 
@@ -22,9 +26,36 @@ set -u
 set -o pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-fragment=$repo/tests/vm/debug-kernel.config
-out=$repo/.cache/debug-kernel
-work=$repo/.cache/debug-kernel-build
+flavour=${1:-kasan}
+fragments=("$repo/tests/vm/debug-kernel.config")
+case $flavour in
+kasan)
+	name=debug
+	localversion=""
+	# The options the lane stands on: ours must be able to replace a
+	# modular CONNMARK, and the bug finders must be there.
+	essential=(
+		CONFIG_KASAN=y CONFIG_KASAN_INLINE=y CONFIG_DEBUG_KMEMLEAK=y
+	)
+	;;
+kcsan)
+	name=kcsan
+	localversion=-kcsan
+	fragments+=("$repo/tests/vm/kcsan-kernel.config")
+	essential=(CONFIG_KCSAN=y CONFIG_KCSAN_STRICT=y)
+	;;
+*)
+	echo "usage: build-debug-kernel.sh [kasan | kcsan]" >&2
+	exit 2
+	;;
+esac
+essential+=(
+	CONFIG_NF_CONNTRACK_MARK=y CONFIG_NETFILTER_XT_CONNMARK=m
+	CONFIG_PROVE_LOCKING=y CONFIG_UBSAN=y CONFIG_UBSAN_SHIFT=y
+	CONFIG_DEBUG_LIST=y CONFIG_9P_FS=y CONFIG_OVERLAY_FS=y
+)
+out=$repo/.cache/$name-kernel
+work=$repo/.cache/$name-kernel-build
 tree=$work/linux-source-6.1
 log=$work/build.log
 tarball=/usr/src/linux-source-6.1.tar.xz
@@ -40,7 +71,7 @@ packages=(
 
 die()
 {
-	echo "debug-kernel: $*" >&2
+	echo "$name-kernel: $*" >&2
 	exit 1
 }
 
@@ -56,7 +87,7 @@ install_deps()
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
 	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
-	echo "debug-kernel: installing ${missing[*]}"
+	echo "$name-kernel: installing ${missing[*]}"
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
 		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install \
 			-y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -65,45 +96,40 @@ install_deps()
 # kmake ARGS...: make in the tree, niced, into the log.
 kmake()
 {
-	nice -n "$niceness" make -C "$tree" -j"$jobs" LOCALVERSION= "$@" \
+	nice -n "$niceness" make -C "$tree" -j"$jobs" \
+		LOCALVERSION="$localversion" "$@" \
 		>>"$log" 2>&1
 }
 
-# The options the debug lane stands on: ours must be able to replace a
-# modular CONNMARK, and the bug finders must be there.
-essential=(
-	CONFIG_NF_CONNTRACK_MARK=y CONFIG_NETFILTER_XT_CONNMARK=m
-	CONFIG_KASAN=y CONFIG_KASAN_INLINE=y CONFIG_PROVE_LOCKING=y
-	CONFIG_DEBUG_KMEMLEAK=y CONFIG_UBSAN=y CONFIG_UBSAN_SHIFT=y
-	CONFIG_DEBUG_LIST=y CONFIG_9P_FS=y CONFIG_OVERLAY_FS=y
-)
-
-# check_config: say which lines of the fragment the final .config does not
-# have (6.1 has no NFT_COUNTER, and NETFILTER_NETLINK is only selected:
-# both stay as in ../shared/debug-kernel's debug.config); fail when one of
-# them is essential.
+# check_config: say which settings of the fragments (the last one of a
+# name wins) the final .config does not have (6.1 has no NFT_COUNTER, and
+# NETFILTER_NETLINK is only selected: both stay as in
+# ../shared/debug-kernel's debug.config); fail when one of them is
+# essential.
 check_config()
 {
-	local line name want ret=0
+	local line opt ret=0
+	local -A want=()
 	local -a missed=()
 
 	while IFS= read -r line; do
 		[[ $line =~ ^(CONFIG_[A-Za-z0-9_]+)=(.*)$ ]] || continue
-		name=${BASH_REMATCH[1]}
-		want=${BASH_REMATCH[2]}
-		if [ "$want" = n ]; then
-			if grep -q "^$name=" "$tree/.config"; then
-				missed+=("$name=n")
+		want[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+	done < <(cat "${fragments[@]}")
+	for opt in "${!want[@]}"; do
+		if [ "${want[$opt]}" = n ]; then
+			if grep -q "^$opt=" "$tree/.config"; then
+				missed+=("$opt=n")
 			fi
-		elif ! grep -qxF "$name=$want" "$tree/.config"; then
-			missed+=("$name=$want")
+		elif ! grep -qxF "$opt=${want[$opt]}" "$tree/.config"; then
+			missed+=("$opt=${want[$opt]}")
 		fi
-	done <"$fragment"
+	done
 	[ ${#missed[@]} -eq 0 ] ||
-		echo "debug-kernel: not in the final .config: ${missed[*]}"
+		echo "$name-kernel: not in the final .config: ${missed[*]}"
 	for line in "${essential[@]}"; do
 		if ! grep -qxF "$line" "$tree/.config"; then
-			echo "debug-kernel: the debug lane needs $line" >&2
+			echo "$name-kernel: the $flavour lane needs $line" >&2
 			ret=1
 		fi
 	done
@@ -113,25 +139,25 @@ check_config()
 install_deps || die "cannot install ${packages[*]}"
 [ -f "$tarball" ] || die "no $tarball (apt-get install linux-source-6.1)"
 
-# What the packages are made of: the source package and the fragment.
+# What the packages are made of: the source package and the fragments.
 stamp="linux-source-6.1 $(dpkg-query -W -f '${Version}' linux-source-6.1)"
-stamp+=" $(sha256sum <"$fragment" | cut -d' ' -f1)"
+stamp+=" $(cat "${fragments[@]}" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$out/.stamp" 2>/dev/null)" = "$stamp" ] &&
 	ls "$out"/linux-image-*.deb "$out"/linux-headers-*.deb >/dev/null 2>&1; then
-	echo "debug-kernel: up to date in $out ($stamp)"
+	echo "$name-kernel: up to date in $out ($stamp)"
 	ls "$out"/linux-*.deb
 	exit 0
 fi
 
 mkdir -p "$work" "$out"
 : >"$log"
-echo "debug-kernel: building in $work (log: $log)"
+echo "$name-kernel: building in $work (log: $log)"
 # A tree of another linux-source version is replaced; one of this version
 # is reused, so an interrupted build continues.
 source_version=$(dpkg-query -W -f '${Version}' linux-source-6.1)
 if [ "$(cat "$work/.source" 2>/dev/null)" != "$source_version" ]; then
 	rm -rf "$tree" "$work"/*.deb "$work"/*.buildinfo "$work"/*.changes
-	echo "debug-kernel: unpacking $tarball"
+	echo "$name-kernel: unpacking $tarball"
 	nice -n "$niceness" tar -xJf "$tarball" -C "$work" ||
 		die "cannot unpack $tarball"
 	echo "$source_version" >"$work/.source"
@@ -139,17 +165,17 @@ fi
 
 kmake x86_64_defconfig || die "make x86_64_defconfig failed (see $log)"
 kmake kvm_guest.config || die "make kvm_guest.config failed (see $log)"
-(cd "$tree" && scripts/kconfig/merge_config.sh -m .config "$fragment") \
+(cd "$tree" && scripts/kconfig/merge_config.sh -m .config "${fragments[@]}") \
 	>>"$log" 2>&1 || die "merge_config.sh failed (see $log)"
 kmake olddefconfig || die "make olddefconfig failed (see $log)"
-check_config || die "the fragment does not apply to linux-source-6.1 $source_version"
-release=$(make -s -C "$tree" LOCALVERSION= kernelrelease) ||
+check_config || die "the fragments do not apply to linux-source-6.1 $source_version"
+release=$(make -s -C "$tree" LOCALVERSION="$localversion" kernelrelease) ||
 	die "cannot read the kernel release of $tree"
 version=$release-$pkg_suffix
-echo "debug-kernel: Linux $release (linux-source-6.1 $source_version), packages $version"
+echo "$name-kernel: Linux $release (linux-source-6.1 $source_version), packages $version"
 
 rm -f "$work"/*.deb "$work"/*.buildinfo "$work"/*.changes
-echo "debug-kernel: make bindeb-pkg -j$jobs under nice -n $niceness"
+echo "$name-kernel: make bindeb-pkg -j$jobs under nice -n $niceness"
 kmake bindeb-pkg KDEB_PKGVERSION="$version" ||
 	die "make bindeb-pkg failed (see the end of $log)"
 
@@ -161,5 +187,5 @@ fi
 rm -f "$out"/linux-*.deb "$out/.stamp"
 cp "$image" "$headers" "$out/" || die "cannot copy the packages to $out"
 echo "$stamp" >"$out/.stamp"
-echo "debug-kernel: built"
+echo "$name-kernel: built"
 ls "$out"/linux-*.deb

@@ -21,10 +21,12 @@
 #            KASAN/lockdep/kmemleak/UBSAN kernel, from the first of
 #            XTCM_DEBUG_KERNEL_DIR, ../shared/debug-kernel and
 #            .cache/debug-kernel (make debug-kernel) that has its
-#            linux-image-*.deb and linux-headers-*.deb
+#            linux-image-*.deb and linux-headers-*.deb; or kcsan: the
+#            KCSAN/lockdep/UBSAN kernel, from XTCM_KCSAN_KERNEL_DIR, else
+#            .cache/kcsan-kernel (make kcsan-kernel)
 #   FLAVOUR  amd64 (default), rt-amd64, cloud-amd64 or arm64
 # Prints the kernel release, e.g. 6.1.0-56-amd64. Exits with 4 (a skip, its
-# "SKIP:" line on stderr) when there is no debug kernel anywhere.
+# "SKIP:" line on stderr) when there is no debug (kcsan) kernel anywhere.
 
 set -u
 set -o pipefail
@@ -155,27 +157,36 @@ newest_deb()
 	done | sort -V | tail -n 1
 }
 
-# fetch_debug: the KASAN/lockdep/kmemleak/UBSAN build of 6.1: from
-# XTCM_DEBUG_KERNEL_DIR when set (then it must have one), else the first of
-# ../shared/debug-kernel and the project's own build (make debug-kernel).
-# Sets krel, deb_files and stamp (the packages' names, sizes and times: the
-# same release can come from either place).
-fetch_debug()
+# fetch_built LANE: a kernel built from Debian 12's linux-source-6.1 by
+# tests/vm/build-debug-kernel.sh. debug, the KASAN/lockdep/kmemleak/UBSAN
+# build: from XTCM_DEBUG_KERNEL_DIR when set (then it must have one), else
+# the first of ../shared/debug-kernel and make debug-kernel's; kcsan, the
+# KCSAN/lockdep/UBSAN build: from XTCM_KCSAN_KERNEL_DIR when set, else make
+# kcsan-kernel's. Sets krel, deb_files and stamp (the packages' names,
+# sizes and times: the same release can come from either place).
+fetch_built()
 {
-	local dir image="" headers
-	local -a dirs=("$repo/../shared/debug-kernel" "$cache/debug-kernel")
+	local dir image="" headers override how
+	local -a dirs
 
-	[ -n "${XTCM_DEBUG_KERNEL_DIR:-}" ] && dirs=("$XTCM_DEBUG_KERNEL_DIR")
+	if [ "$1" = debug ]; then
+		override=${XTCM_DEBUG_KERNEL_DIR:-}
+		dirs=("$repo/../shared/debug-kernel" "$cache/debug-kernel")
+		how="\"make debug-kernel\" builds one into .cache/debug-kernel (about 20 minutes), or set XTCM_DEBUG_KERNEL_DIR"
+	else
+		override=${XTCM_KCSAN_KERNEL_DIR:-}
+		dirs=("$cache/kcsan-kernel")
+		how="\"make kcsan-kernel\" builds one into .cache/kcsan-kernel (about an hour), or set XTCM_KCSAN_KERNEL_DIR"
+	fi
+	[ -n "$override" ] && dirs=("$override")
 	for dir in "${dirs[@]}"; do
 		image=$(newest_deb "$dir" linux-image-)
 		[ -n "$image" ] && break
 	done
 	if [ -z "$image" ]; then
-		[ -n "${XTCM_DEBUG_KERNEL_DIR:-}" ] &&
-			die "no linux-image-*.deb in XTCM_DEBUG_KERNEL_DIR=$dir"
-		echo "SKIP: no debug kernel: \"make debug-kernel\" builds one" \
-			"into .cache/debug-kernel (about 20 minutes), or set" \
-			"XTCM_DEBUG_KERNEL_DIR to a folder with its" \
+		[ -n "$override" ] &&
+			die "no linux-image-*.deb in $dir"
+		echo "SKIP: no $1 kernel: $how to a folder with its" \
 			"linux-image-*.deb and linux-headers-*.deb" >&2
 		exit 4
 	fi
@@ -186,7 +197,7 @@ fetch_debug()
 	deb_files=("$image" "$headers")
 	stamp=$(stat -L -c '%n %s %Y' "${deb_files[@]}") ||
 		die "cannot read $image and $headers"
-	echo "fetch-kernel: debug kernel $krel from $dir" >&2
+	echo "fetch-kernel: $1 kernel $krel from $dir" >&2
 }
 
 # prepare_headers TREE: the unpacked headers of krel in TREE made to build
@@ -231,13 +242,13 @@ mkdir -p "$debs"
 exec 9>"$cache/.fetch-kernel.lock"
 flock 9
 userland=$(lane_build_root "$lane") ||
-	die "unknown lane $lane (want 5.10, 6.1, 6.12, trixie, sid, arm64 or debug)"
+	die "unknown lane $lane (want 5.10, 6.1, 6.12, trixie, sid, arm64, debug or kcsan)"
 arch=${flavour##*-}
 cross=""
 [ "$arch" = "$(dpkg --print-architecture)" ] || cross=yes
 foreign_apt_only=""
 case $lane in
-debug) fetch_debug ;;
+debug | kcsan) fetch_built "$lane" ;;
 *)
 	# An archive may list a foreign architecture's security updates and
 	# not serve them (here: bullseye-security's arm64 pool): then the

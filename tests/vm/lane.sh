@@ -11,6 +11,7 @@
 #   6.1     bookworm  6.1.0-N   linux-image-amd64        gcc-12, 1.8.9
 #   6.12    bookworm  6.12.N+deb12 linux-image-6.12-amd64
 #   debug   bookworm  6.1 with KASAN, lockdep, kmemleak, UBSAN (built here)
+#   kcsan   bookworm  6.1 with KCSAN, lockdep, UBSAN (make kcsan-kernel)
 #   trixie  trixie    6.12.N+deb13 linux-image-amd64     gcc-14, 1.8.11
 #   sid     sid       its newest, linux-image-amd64      gcc-16, 1.8.13
 #   arm64   bookworm  6.12.N+deb12 linux-image-6.12-arm64 gcc-12, 1.8.9
@@ -35,7 +36,7 @@ lane_release()
 {
 	case $1 in
 	5.10) echo bullseye ;;
-	6.1 | 6.12 | debug | arm64) echo bookworm ;;
+	6.1 | 6.12 | debug | kcsan | arm64) echo bookworm ;;
 	trixie | sid) echo "$1" ;;
 	*) return 1 ;;
 	esac
