@@ -28,7 +28,7 @@
 # run-vm.sh's TCG both vCPUs run in one host thread, which switches between
 # them only now and then, so a switch inside the few instructions between
 # the kernel module's read and its write is rare: on 6.1, the kernel's
-# module lost 1 write in 5 runs of 20 s (120 000 to 300 000 packets each),
+# module lost 1 write in 4 runs of 20 s (40 000 to 300 000 packets each),
 # ours none.
 
 set -u
