@@ -39,10 +39,7 @@ source "$(dirname "$0")/install_lib.sh"
 
 install_env_ok || exit "$ksft_skip"
 require_tools "socat -V" "taskset -V" "iptables-legacy --version"
-if [ "$(getconf _NPROCESSORS_ONLN)" -lt 2 ]; then
-	echo "SKIP: Could not run two CPUs"
-	exit "$ksft_skip"
-fi
+require_two_cpus
 
 seconds=${XTCM_LOST_BITS_SECONDS:-20}
 SEQ=8

@@ -247,6 +247,18 @@ require_tools()
 	done
 }
 
+# require_two_cpus: the test is skipped unless the guest has two CPUs
+# online (the tests that run flows on both at once).
+require_two_cpus()
+{
+	local ncpus
+
+	ncpus=$(getconf _NPROCESSORS_ONLN)
+	[ "$ncpus" -ge 2 ] && return
+	echo "SKIP: Could not run on two CPUs, $ncpus online"
+	exit "$ksft_skip"
+}
+
 # require_xt_tools ["CMD ARGS"...]: require_tools for what every traffic
 # test runs (ip, conntrack, ping, iptables, ip6tables and their -restore of
 # both backends), then for each CMD.

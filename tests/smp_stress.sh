@@ -59,11 +59,7 @@ checktool "socat -V" "run test without socat"
 checktool "taskset -V" "run test without taskset"
 checktool "ss -V" "run test without ss"
 
-ncpus=$(getconf _NPROCESSORS_ONLN)
-if [ "$ncpus" -lt 2 ]; then
-	echo "SKIP: Could not stress SMP on $ncpus CPU"
-	exit "$ksft_skip"
-fi
+require_two_cpus
 
 seconds=${XTCM_STRESS_SECONDS:-60}
 MIN_GENERATIONS=5
