@@ -19,6 +19,9 @@
 #   make check-cookbook, check-install   docs/cookbook.md's recipes, and the
 #                   DKMS, plugin and .deb installs, alone (SERIES= kernels,
 #                   default "6.1 6.12"; make check runs them too)
+#   make check-clients  the rulesets of real tools (tests/clients/: Shorewall,
+#                   wg-quick, mwan3's and Tailscale's rules), ours against
+#                   the kernel's module (SERIES= as above; in check-matrix)
 #   make check-debug   the longer set on the KASAN/lockdep/kmemleak/UBSAN
 #                   kernel (XTCM_DEBUG_KERNEL_DIR, else ../shared/debug-kernel,
 #                   else make debug-kernel's)
@@ -116,7 +119,8 @@ DIST_FILES = Makefile Kbuild dkms.conf LICENSE README.md $(MANPAGE) \
 		debian/*.manpages)
 
 .PHONY: all module plugins unit check check-host check-matrix demo \
-	check-cookbook check-install check-debug check-kcsan debug-kernel \
+	check-cookbook check-install check-clients check-debug check-kcsan \
+	debug-kernel \
 	kcsan-kernel lifecycle \
 	differential bench fuzz clean dkms-source dkms-install dkms-uninstall \
 	install uninstall deb boot-install boot-uninstall
@@ -161,7 +165,7 @@ demo:
 # The sets of tests/Makefile, each on its own, and the long runs; on 6.1 and
 # 6.12 unless XTCM_SERIES says otherwise.
 SERIES ?= 6.1 6.12
-check-cookbook check-install: check-%:
+check-cookbook check-install check-clients: check-%:
 	tests/deps.sh
 	XTCM_SERIES="$(SERIES)" \
 		tests/run.sh $$($(MAKE) -s -C tests print-$(shell echo $* | tr a-z A-Z)_PROGS)

@@ -121,19 +121,6 @@ cleanup()
 }
 trap cleanup EXIT
 
-# use_module in-tree|ours: replace the loaded xt_connmark, and check that
-# the one loaded is the one asked for.
-use_module()
-{
-	unload_connmark || return 1
-	if [ "$1" = ours ]; then
-		insmod "$XTCM_MODULE" || return 1
-	else
-		modprobe xt_connmark || return 1
-	fi
-	loaded_is "$1"
-}
-
 # run_programs MODULE PLAN OUT [ARGS...]: the programs of PLAN with MODULE,
 # results into OUT; ARGS go to difftest.py run.
 run_programs()

@@ -149,6 +149,19 @@ check_loaded()
 	echo "PASS: $1 xt_connmark loaded: $path"
 }
 
+# use_module in-tree|ours: replace the loaded xt_connmark, and check that
+# the one loaded is the one asked for.
+use_module()
+{
+	unload_connmark || return 1
+	if [ "$1" = ours ]; then
+		insmod "$XTCM_MODULE" || return 1
+	else
+		modprobe xt_connmark || return 1
+	fi
+	loaded_is "$1"
+}
+
 # in_tree_autoloads: with xt_connmark unloaded, a plain rule loads the
 # kernel's own again (after ours was removed from updates/).
 in_tree_autoloads()

@@ -104,6 +104,7 @@ else
 	arm64_tests=("${tests[@]}")
 fi
 read -ra sig_enforce_tests <<<"$(make -s -C tests print-SIG_ENFORCE_PROGS)"
+read -ra client_packages <<<"$(make -s -C tests print-CLIENT_PACKAGES)"
 read -ra debug_env <<<"$(make -s -C tests print-DEBUG_ENV)"
 read -ra kcsan_env <<<"$(make -s -C tests print-KCSAN_ENV)"
 read -ra lane_env <<<"$(make -s -C tests print-LANE_ENV)"
@@ -409,31 +410,45 @@ fetch_iptables_deb()
 	fi && [ -f "$iptables_deb" ]
 }
 
-# fetch_persistent_debs: Debian's netfilter-persistent and
-# iptables-persistent of the lane root's release, which safe_boot.sh
-# installs in the VM. Sets persistent_debs.
+# fetch_guest_debs LANE NAME PKG...: the packages PKG of the lane root's
+# release and those of their dependencies that the root lacks (what apt-get
+# would install there), which tests install in the VM: Debian's
+# netfilter-persistent for safe_boot.sh, the tools of tests/clients/.
+# Downloaded once into .cache/debs/NAME-ROOT; sets guest_debs.
 # shellcheck disable=SC2317 # called through run_logged
-fetch_persistent_debs()
+fetch_guest_debs()
 {
-	local dir=$repo/.cache/debs/persistent-${root//\//_}
-	local -a debs
+	local lane=$1 dir=$repo/.cache/debs/$2-${root//\//_} plan
+	local -a debs pkgs
+	shift 2
 
 	mkdir -p "$dir"
 	debs=("$dir"/*.deb)
-	if [ ${#debs[@]} -ne 2 ] || [ ! -f "${debs[0]}" ]; then
-		rm -f "$dir"/*.deb
+	if [ "$(cat "$dir/.packages" 2>/dev/null)" != "$*" ] ||
+		[ ! -f "${debs[0]}" ]; then
+		rm -f "$dir"/*.deb "$dir/.packages"
 		if [ "$root" = "$build_root" ]; then
-			lane_download "$root" "$dir" iptables-persistent \
-				netfilter-persistent
+			plan=$(lane_run --user "$root" apt-get -s \
+				--no-install-recommends install "$@") || return
+			# "Inst PKG [INSTALLED] (VERSION ...)"
+			mapfile -t pkgs < <(awk '$1 == "Inst" {
+				for (i = 3; i <= NF; i++)
+					if ($i ~ /^\(/) {
+						print $2 "=" substr($i, 2)
+						break
+					}
+			}' <<<"$plan")
+			[ ${#pkgs[@]} -gt 0 ] &&
+				lane_download "$root" "$dir" "${pkgs[@]}"
 		else
-			(cd "$dir" && lane_foreign_apt "$(lane_release "$1")" \
-				"$(lane_arch "$1")" apt-get download \
-				iptables-persistent netfilter-persistent)
+			(cd "$dir" && lane_foreign_apt "$(lane_release "$lane")" \
+				"$(lane_arch "$lane")" apt-get download "$@")
 		fi || return
+		echo "$*" >"$dir/.packages"
 		debs=("$dir"/*.deb)
 	fi
-	persistent_debs=${debs[*]}
-	[ ${#debs[@]} -eq 2 ] && [ -f "${debs[0]}" ]
+	guest_debs=${debs[*]}
+	[ -f "${debs[0]}" ]
 }
 
 # write_job LANE DIR [TEST...]: the job for tests/vm/guest.sh, and the list
@@ -467,6 +482,7 @@ write_job()
 		printf 'export XTCM_DEB_DIR=%q\n' "$deb_dir"
 		printf 'export XTCM_IPTABLES_DEB=%q\n' "$iptables_deb"
 		printf 'export XTCM_PERSISTENT_DEBS=%q\n' "$persistent_debs"
+		printf 'export XTCM_CLIENT_DEBS=%q\n' "$client_debs"
 		printf 'XTCM_TEST_TIMEOUT=%q\n' "$test_timeout"
 		echo 'job()'
 		echo '{'
@@ -633,7 +649,15 @@ for series in $series_list; do
 	persistent_debs=""
 	if ! $demo && selected "$series" safe_boot.sh; then
 		run_logged "fetch: $(lane_release "$series")'s netfilter-persistent and iptables-persistent (for the VM)" \
-			fetch_persistent_debs "$series"
+			fetch_guest_debs "$series" persistent \
+			iptables-persistent netfilter-persistent &&
+			persistent_debs=$guest_debs
+	fi
+	client_debs=""
+	if ! $demo && job_tests "$series" | grep -q '^clients/'; then
+		run_logged "fetch: $(lane_release "$series")'s ${client_packages[*]} (for the VM)" \
+			fetch_guest_debs "$series" clients "${client_packages[@]}" &&
+			client_debs=$guest_debs
 	fi
 	$host_only && continue
 	vms=("$krel")

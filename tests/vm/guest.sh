@@ -78,6 +78,7 @@ run_test()
 	shift
 
 	echo "guest: running $name"
+	mkdir -p "$(dirname "$out/$name.log")"
 	(cd "$XTCM_REPO/tests" && timeout "$XTCM_TEST_TIMEOUT" "$@") \
 		>"$out/$name.log" 2>&1 </dev/null
 	rc=$?
