@@ -412,7 +412,7 @@ fetch_iptables_deb()
 
 # fetch_guest_debs LANE NAME PKG...: the packages PKG of the lane root's
 # release and those of their dependencies that the root lacks (what apt-get
-# would install there), which tests install in the VM: Debian's
+# would newly install there), which tests install in the VM: Debian's
 # netfilter-persistent for safe_boot.sh, the tools of tests/clients/.
 # Downloaded once into .cache/debs/NAME-ROOT; sets guest_debs.
 # shellcheck disable=SC2317 # called through run_logged
@@ -428,18 +428,16 @@ fetch_guest_debs()
 		[ ! -f "${debs[0]}" ]; then
 		rm -f "$dir"/*.deb "$dir/.packages"
 		if [ "$root" = "$build_root" ]; then
+			# "Inst PKG (VERSION ...)": a package the root lacks
+			# (an upgrade, "Inst PKG [INSTALLED] (...)", would
+			# change the lane's userland: left out). Where apt
+			# finds no plan (sid in a transition), PKG alone.
 			plan=$(lane_run --user "$root" apt-get -s \
-				--no-install-recommends install "$@") || return
-			# "Inst PKG [INSTALLED] (VERSION ...)"
-			mapfile -t pkgs < <(awk '$1 == "Inst" {
-				for (i = 3; i <= NF; i++)
-					if ($i ~ /^\(/) {
-						print $2 "=" substr($i, 2)
-						break
-					}
-			}' <<<"$plan")
-			[ ${#pkgs[@]} -gt 0 ] &&
-				lane_download "$root" "$dir" "${pkgs[@]}"
+				--no-install-recommends install "$@")
+			mapfile -t pkgs < <(awk '$1 == "Inst" && $3 ~ /^\(/ {
+				print $2 "=" substr($3, 2) }' <<<"$plan")
+			[ ${#pkgs[@]} -gt 0 ] || pkgs=("$@")
+			lane_download "$root" "$dir" "${pkgs[@]}"
 		else
 			(cd "$dir" && lane_foreign_apt "$(lane_release "$lane")" \
 				"$(lane_arch "$lane")" apt-get download "$@")
