@@ -40,7 +40,7 @@ client_cleanup()
 {
 	local rc=$?
 
-	[ -n "$CLIENT_SERVER_PID" ] && kill "$CLIENT_SERVER_PID" 2>/dev/null
+	client_serve_stop
 	restore_module || ret=1
 	rm -rf "$CLIENT_WORK"
 	# A skip (or a failure) that exits before the end keeps its status.
@@ -120,6 +120,15 @@ client_serve()
 	CLIENT_SERVER_PID=$!
 	read -r -t 20 line <"$fifo"
 	[ "$line" = ready ]
+}
+
+# client_serve_stop: no more client_serve.
+client_serve_stop()
+{
+	[ -n "$CLIENT_SERVER_PID" ] || return 0
+	kill "$CLIENT_SERVER_PID" 2>/dev/null
+	wait "$CLIENT_SERVER_PID" 2>/dev/null
+	CLIENT_SERVER_PID=""
 }
 
 # client_send NS [--mark MARK] ADDR...: from NS, one TCP and one UDP
@@ -236,8 +245,7 @@ client_run()
 
 	rm -rf "$dir" && mkdir -p "$dir" || return
 	# What a failed run left.
-	[ -n "$CLIENT_SERVER_PID" ] && kill "$CLIENT_SERVER_PID" 2>/dev/null
-	CLIENT_SERVER_PID=""
+	client_serve_stop
 	cleanup_all_ns
 	use_module "$module" || return
 	client_topology || { echo "FAIL: $2, $module: the topology"; return 1; }
@@ -271,9 +279,7 @@ client_run()
 		echo "FAIL: $2, $module: the tool's stop left CONNMARK rules"
 		return 1
 	fi
-	kill "$CLIENT_SERVER_PID" 2>/dev/null
-	wait "$CLIENT_SERVER_PID" 2>/dev/null
-	CLIENT_SERVER_PID=""
+	client_serve_stop
 	if grep retransmitted "$CLIENT_SERVE_LOG"; then
 		disturbed=true
 	fi
@@ -287,6 +293,23 @@ client_run()
 		echo "# $2, $module: the traffic was disturbed (a stalled guest): again"
 		return 2
 	fi
+}
+
+# left_by_only NAME DST PROTO DEV [MARK]: in NAME's run with our module,
+# PROTO's packets to DST (those with the packet mark MARK, if given) left
+# the router by DEV, and by no other interface.
+left_by_only()
+{
+	awk -v dst="$2" -v proto="$3" -v dev="$4" -v mark="${5:-}" '
+	# route: out DEV to DST PROTO mark MARK: N packets
+	$1 == "route:" && $5 == dst && $6 == proto &&
+	    (mark == "" || $8 == mark ":") {
+		if ($3 == dev)
+			here++
+		else
+			elsewhere++
+	}
+	END { exit !(here && !elsewhere) }' "$CLIENT_WORK/$1/ours/marks"
 }
 
 # client_compare NAME: every observation of NAME's two runs agrees; each

@@ -162,9 +162,7 @@ expect_marks()
 
 	n=$(grep -c "^$proto src=[^ ]* dst=$dst .* mark=$mark\$" "$dir/ct")
 	expect "$1: $proto to $dst: 2 entries with ct mark $mark" "$n" -eq 2
-	grep -q "^route: out $dev to $dst $proto " "$dir/marks" &&
-		! grep "^route: out " "$dir/marks" | grep -v "^route: out $dev " |
-		grep -q " to $dst $proto "
+	left_by_only "$1" "$dst" "$proto" "$dev"
 	expect "$1: $proto to $dst left by $dev only" $? -eq 0
 }
 

@@ -117,10 +117,8 @@ expect_marks()
 		n=$(grep -c "^$proto src=$src dst=$dst .*mark=$mark\$" "$dir/ct")
 		expect "$1: $proto $src to $dst: $all entries, all with ct mark $mark" \
 			"$n" -ge 1 -a "$n" -eq "$all"
-		n=$(grep "^route: out .* to $dst $proto mark $hex:" "$dir/marks" |
-			grep -vc "^route: out $dev ")
-		grep -q "^route: out $dev to $dst $proto mark $hex:" "$dir/marks"
-		expect "$1: $proto $src to $dst left by $dev only" $? -eq 0 -a "$n" -eq 0
+		left_by_only "$1" "$dst" "$proto" "$dev" "$hex"
+		expect "$1: $proto $src to $dst left by $dev only" $? -eq 0
 		[ "$mark" = 0 ] && continue
 		grep -q "^prerouting: $dst > $src $proto mark $hex " "$dir/marks"
 		expect "$1: $proto $dst to $src: the mark restored at prerouting" $? -eq 0
