@@ -427,14 +427,16 @@ class Compiler:
     def __init__(self, nft, work):
         self.nft, self.work = nft, work
         self.count = itertools.count(1)
-        self.runs = 0
         self.crashes = set()	# shapes that nft failed on, saying nothing
 
     def run(self, items):
         """Compile ITEMS [(idx, family, body)]: (ok, {idx: bytecode} or
         stderr, {file line: idx})."""
-        self.runs = next(self.count)
-        path = os.path.join(self.work, "batch%d.nft" % self.runs)
+        # Each run's own number from the counter: JOBS threads run at
+        # once, and two that read a shared copy would share (and unlink)
+        # one file.
+        run = next(self.count)
+        path = os.path.join(self.work, "batch%d.nft" % run)
         text, lines, n, order = [], {}, 0, []
         for fam in (4, 6):
             mine = [it for it in items if it[1] == fam]
@@ -976,7 +978,7 @@ def check(a, plugins, work, start):
             else:
                 tally.add(rule, "refused", "-", "error: " + text)
         print(tally.summary(len(rules)))
-        print("# %s: %d nft runs, %.1f s" % (name, comp.runs,
+        print("# %s: %d nft runs, %.1f s" % (name, next(comp.count) - 1,
                                              time.time() - t0))
         for kind, forms in sorted(tally.by_form.items()):
             print("# %s: %s by option: %s" % (name, kind, ", ".join(
