@@ -20,8 +20,8 @@ KERNEL_SPLATS='(WARNING|BUG):|Oops|Call Trace|UBSAN|KASAN|kmemleak: [0-9]+ new s
 # KERNEL_SPLATS; succeeds when there is one. A KCSAN report (from its
 # "BUG: KCSAN:" line to the closing "====" line) counts only when one of
 # its frames is in xt_connmark: the KCSAN lane's strict mode also reports
-# races of the core kernel that are not this project's to fix
-# (kcsan_reports lists them).
+# races of the core kernel that are not this project's to fix (tests/run.sh
+# prints how many).
 kernel_splats()
 {
 	awk '

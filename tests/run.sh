@@ -8,7 +8,7 @@
 # kernel under QEMU on it with our freshly built module and run tests inside
 # (tests/vm/guest.sh): tests/Makefile's TEST_PROGS on the full lanes
 # (Debian 12's 6.1, sid), LANE_PROGS with LANE_ENV on the others (Debian
-# 11, 12's 6.12, 13), ARM64_PROGS with ARM64_ENV on the arm64 lane (Debian
+# 11, 13; BACKPORTS_PROGS on 12's 6.12), ARM64_PROGS with ARM64_ENV on the arm64 lane (Debian
 # 12's 6.12 for arm64 under qemu-system-aarch64), DEBUG_CHECK_PROGS with
 # DEBUG_ENV on the debug kernel. Every amd64 lane's kernel also gets an
 # arm64 cross build of the module, against its arm64 headers.
@@ -89,16 +89,19 @@ if [ ${#tests[@]} -eq 0 ]; then
 		read -ra matrix_tests <<<"$(make -s -C tests print-MATRIX_PROGS)"
 		tests+=("${matrix_tests[@]}")
 		lane_tests=("${tests[@]}")
+		backports_tests=("${tests[@]}")
 		read -ra arm64_tests <<<"$(make -s -C tests print-ARM64_MATRIX_PROGS)"
 		read -ra debug_tests <<<"$(make -s -C tests print-DEBUG_PROGS)"
 		series_list=${XTCM_SERIES:-sid 6.1 6.12 debug kcsan 5.10 trixie arm64}
 	else
 		read -ra lane_tests <<<"$(make -s -C tests print-LANE_PROGS)"
+		read -ra backports_tests <<<"$(make -s -C tests print-BACKPORTS_PROGS)"
 		read -ra debug_tests <<<"$(make -s -C tests print-DEBUG_CHECK_PROGS)"
 		read -ra arm64_tests <<<"$(make -s -C tests print-ARM64_PROGS)"
 	fi
 else
 	lane_tests=("${tests[@]}")
+	backports_tests=("${tests[@]}")
 	debug_tests=("${tests[@]}")
 	kcsan_tests=("${tests[@]}")
 	arm64_tests=("${tests[@]}")
@@ -354,6 +357,8 @@ job_tests()
 		printf '%s\n' "${arm64_tests[@]}"
 	elif [[ $full_lanes == *" $1 "* ]]; then
 		printf '%s\n' "${tests[@]}"
+	elif [ "$1" = 6.12 ]; then
+		printf '%s\n' "${backports_tests[@]}"
 	else
 		printf '%s\n' "${lane_tests[@]}"
 	fi
