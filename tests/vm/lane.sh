@@ -146,7 +146,8 @@ lane_foreign_apt()
 
 # lane_run [--user] ROOT CMD...: CMD in ROOT (a chroot in a mount namespace
 # of its own, with /proc, /dev, a fresh /tmp, and the repository and
-# XTCM_OUT at their host paths) or, for /, CMD itself on the host. CMD runs
+# XTCM_OUT at their host paths, with what is mounted below them: a second
+# working tree's .cache may be the first's, bind-mounted) or, for /, CMD itself on the host. CMD runs
 # as root (through sudo when we are not), or with --user as our own user,
 # so that what it builds is ours.
 lane_run()
@@ -179,7 +180,7 @@ lane_run()
 			mount -t tmpfs tmpfs "$root/tmp" || exit 1
 		for dir in "${@:1:nbinds}"; do
 			mkdir -p "$dir" "$root$dir" &&
-				mount --bind "$dir" "$root$dir" || exit 1
+				mount --rbind "$dir" "$root$dir" || exit 1
 		done
 		shift "$nbinds"
 		exec chroot --userspec="$userspec" "$root" /usr/bin/env -i \
