@@ -418,7 +418,8 @@ fetch_iptables_deb()
 # fetch_guest_debs LANE NAME PKG...: the packages PKG of the lane root's
 # release and those of their dependencies that the root lacks (what apt-get
 # would newly install there), which tests install in the VM: Debian's
-# netfilter-persistent for safe_boot.sh, the tools of tests/clients/.
+# netfilter-persistent for safe_boot.sh and clients/netfilter_persistent.sh,
+# the tools of tests/clients/.
 # Downloaded once into .cache/debs/NAME-ROOT; sets guest_debs.
 # shellcheck disable=SC2317 # called through run_logged
 fetch_guest_debs()
@@ -499,11 +500,14 @@ write_job()
 # vm_boot LANE KREL ROOT SRC [VM]: boot the kernel on the lane's root with
 # the job in $outdir/VM (default KREL; VM KREL+sig_enforce boots with
 # module.sig_enforce=1); no output (the VMs of several kernels run at once,
-# their results are read afterwards).
+# their results are read afterwards). When a test asked for a second boot
+# (tests/vm/guest.sh: a fresh boot is the only proof of what a boot
+# restores), the same kernel boots again on the same result directory for
+# the second halves, with a timeout of its own.
 # shellcheck disable=SC2317 # called through job_start
 vm_boot()
 {
-	local dir=$outdir/${5:-$2} vm_timeout append=""
+	local dir=$outdir/${5:-$2} vm_timeout mem="" append=""
 
 	lane_vm_env "$3" "$4" "$outdir"
 	vm_timeout=$(($(wc -l <"$dir/tests") * test_timeout + 120))
@@ -511,12 +515,16 @@ vm_boot()
 	if [ "$1" = debug ] || [ "$1" = kcsan ]; then
 		# KASAN needs memory; ACPI's PCI routing times out under TCG
 		# (both kernels are x86_64_defconfig's).
-		VM_MEM=3072 VM_APPEND="pci=noacpi" tests/vm/run-vm.sh "$2" \
-			"$dir" "$vm_timeout" >"$dir/console.log" 2>&1
-	else
-		VM_APPEND=$append tests/vm/run-vm.sh "$2" "$dir" "$vm_timeout" \
-			>"$dir/console.log" 2>&1
+		mem=3072
+		append="pci=noacpi"
 	fi
+	VM_MEM=$mem VM_APPEND=$append tests/vm/run-vm.sh "$2" "$dir" \
+		"$vm_timeout" >"$dir/console.log" 2>&1
+	[ -f "$dir/finished" ] && [ -s "$dir/reboot" ] || return 0
+	rm -f "$dir/finished"
+	VM_MEM=$mem VM_APPEND="$append XTCM_BOOT=2" tests/vm/run-vm.sh "$2" \
+		"$dir" "$(($(wc -l <"$dir/reboot") * test_timeout + 120))" \
+		>>"$dir/console.log" 2>&1
 }
 
 # vm_accel KREL: before the first amd64 VM boots, the accelerator of
@@ -540,19 +548,22 @@ vm_accel()
 # vm_report VM: turn the guest's results in $outdir/VM into lines.
 vm_report()
 {
-	local krel=$1 dir=$outdir/$1 rc name t
+	local krel=$1 dir=$outdir/$1 rc name t twice=""
 
-	result "$([ -f "$dir/finished" ]; echo $?)" "$krel: VM booted and finished" \
+	[ -s "$dir/reboot" ] && twice=", and again for the tests' second halves"
+	result "$([ -f "$dir/finished" ]; echo $?)" "$krel: VM booted and finished$twice" \
 		"$dir/console.log"
 	while read -r rc name; do
 		result "$rc" "$krel: $name" "$dir/$name.log"
 		$demo && [ "$name" != load_module ] && cat "$dir/$name.log"
 	done < <(cat "$dir/results" 2>/dev/null)
+	# A second half asked for (tests/vm/guest.sh) must have its result too.
 	while read -r t; do
 		grep -q " $t\$" "$dir/results" 2>/dev/null ||
 			result 1 "$krel: $t (no result: the VM stopped early)" "$dir/console.log"
-	done <"$dir/tests"
-	# A subshell: lib.sh is the tests' library, only its pattern is wanted.
+	done < <(cat "$dir/tests"; sed 's/$/, after the reboot/' "$dir/reboot" 2>/dev/null)
+	# Both boots' kernel logs (guest.sh appends). A subshell: lib.sh is
+	# the tests' library, only its pattern is wanted.
 	# shellcheck source-path=SCRIPTDIR/..
 	(source tests/lib.sh && kernel_splats <"$dir/dmesg.txt") \
 		>"$dir/splats.txt" 2>/dev/null
@@ -650,7 +661,8 @@ for series in $series_list; do
 			fetch_iptables_deb "$series"
 	fi
 	persistent_debs=""
-	if ! $demo && selected "$series" safe_boot.sh; then
+	if ! $demo && { selected "$series" safe_boot.sh ||
+		selected "$series" clients/netfilter_persistent.sh; }; then
 		run_logged "fetch: $(lane_release "$series")'s netfilter-persistent and iptables-persistent (for the VM)" \
 			fetch_guest_debs "$series" persistent \
 			iptables-persistent netfilter-persistent &&

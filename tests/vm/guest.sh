@@ -6,11 +6,26 @@
 # xt_connmark and prove it is ours, run the job the host wrote into the
 # result directory, save the kernel log and stop the VM. Results go to
 # $out/results, one "rc name" per line.
+#
+# A second boot, for the tests that must prove what a fresh boot does
+# (netfilter-persistent's restore at boot: only a new kernel, nothing
+# loaded but our module, shows it). Each test gets XTCM_BOOT (1) and
+# XTCM_CARRY, a directory of its own in the result directory (the host's,
+# over 9p: all that survives the reboot, the rest is a tmpfs overlay),
+# which it creates; it asks for the second boot by creating
+# XTCM_CARRY/reboot, and its name goes to $out/reboot. tests/run.sh's
+# vm_boot then boots the same kernel again on the same result directory
+# with XTCM_BOOT=2 on the command line: the module is loaded as usual and
+# the job runs only those tests again, each recorded as "NAME, after the
+# reboot". The kernel log of both boots goes to $out/dmesg.txt.
 
 set -u
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 out=/run/xtcm-out
 krel=$(uname -r)
+boot=${XTCM_BOOT:-1}
+again=""
+[ "$boot" = 2 ] && again=", after the reboot"
 
 # devtmpfs has no /dev/fd, which bash's process substitution (and dkms)
 # needs.
@@ -71,19 +86,23 @@ load_module()
 }
 
 # run_test NAME CMD...: run one test with a timeout, its output to NAME.log,
-# its duration to "timing" (the suite's time budget is read off it).
+# its duration to "timing" (the suite's time budget is read off it). In
+# the second boot, only a test that asked for it.
 run_test()
 {
-	local name=$1 rc start=$SECONDS
+	local name=$1 rc start=$SECONDS carry=$out/carry/$1
 	shift
 
-	echo "guest: running $name"
+	[ "$boot" = 1 ] || grep -qxF "$name" "$out/reboot" || return 0
+	echo "guest: running $name$again"
 	mkdir -p "$(dirname "$out/$name.log")"
-	(cd "$XTCM_REPO/tests" && timeout "$XTCM_TEST_TIMEOUT" "$@") \
-		>"$out/$name.log" 2>&1 </dev/null
+	(cd "$XTCM_REPO/tests" && XTCM_BOOT=$boot XTCM_CARRY=$carry \
+		timeout "$XTCM_TEST_TIMEOUT" "$@") \
+		>"$out/$name$again.log" 2>&1 </dev/null
 	rc=$?
-	echo "$((SECONDS - start)) s $name" >>"$out/timing"
-	record "$rc" "$name"
+	echo "$((SECONDS - start)) s $name$again" >>"$out/timing"
+	record "$rc" "$name$again"
+	[ "$boot" = 1 ] && [ -e "$carry/reboot" ] && echo "$name" >>"$out/reboot"
 }
 
 # kmemleak_scan: report what leaked since kmemleak_start (debug kernels).
@@ -103,7 +122,7 @@ kmemleak_scan()
 	echo scan >"$kmemleak"
 	sleep 6
 	echo scan >"$kmemleak"
-	cat "$kmemleak" >"$out/kmemleak.txt"
+	cat "$kmemleak" >>"$out/kmemleak.txt"
 }
 
 kmemleak_start
@@ -111,15 +130,15 @@ if [ "${XTCM_LOAD_MODULE:-yes}" = no ]; then
 	# A boot whose tests install the module themselves (safe_boot.sh
 	# under module.sig_enforce=1, which refuses an unsigned insmod).
 	job
-elif load_module >"$out/load_module.log" 2>&1; then
-	record 0 load_module
+elif load_module >"$out/load_module$again.log" 2>&1; then
+	record 0 "load_module$again"
 	job
 else
-	record 1 load_module
+	record 1 "load_module$again"
 fi
 
 kmemleak_scan
-dmesg >"$out/dmesg.txt"
+dmesg >>"$out/dmesg.txt"
 echo finished >"$out/finished"
 sync
 echo b >/proc/sysrq-trigger
