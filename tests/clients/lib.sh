@@ -183,6 +183,10 @@ client_quiesce()
 			print "neigh replace", $1, "dev", $3, "lladdr", $5, "nud permanent" }' |
 			ip -net "$ns" -batch - || return
 	done
+	# The observer's table first: a neighbour solicitation between the
+	# zeroing and that table would count in the rules and not in it.
+	python3 "$OBSERVE" ruleset traffic | ip netns exec "$nsrouter" nft -f - ||
+		return
 	for b in legacy nft; do
 		for ipt in "iptables-$b" "ip6tables-$b"; do
 			# A table no rule uses has no counter (and iptables-nft
@@ -194,7 +198,6 @@ client_quiesce()
 		done
 	done
 	ip netns exec "$nsrouter" conntrack -F 2>/dev/null
-	python3 "$OBSERVE" ruleset traffic | ip netns exec "$nsrouter" nft -f -
 }
 
 # client_observe DIR: what the kernel did, into DIR/ct, DIR/marks and
