@@ -7,10 +7,11 @@
 # same release), build the module and the plugins in that root, boot the
 # kernel under QEMU on it with our freshly built module and run tests inside
 # (tests/vm/guest.sh): tests/Makefile's TEST_PROGS on the full lanes
-# (Debian 12's 6.1, sid), LANE_PROGS with LANE_ENV on the others (Debian
-# 11, 13; BACKPORTS_PROGS on 12's 6.12), ARM64_PROGS with ARM64_ENV on the arm64 lane (Debian
-# 12's 6.12 for arm64 under qemu-system-aarch64), DEBUG_CHECK_PROGS with
-# DEBUG_ENV on the debug kernel. Every amd64 lane's kernel also gets an
+# (Debian 12's 6.1; SID_PROGS, all but the cookbook, on sid), LANE_PROGS
+# with LANE_ENV on Debian 11 and 13, BACKPORTS_PROGS on 12's 6.12,
+# ARM64_PROGS with ARM64_ENV on the arm64 lane (Debian 12's 6.12 for arm64
+# under qemu-system-aarch64), DEBUG_CHECK_PROGS with DEBUG_ENV on the debug
+# kernel. Every amd64 lane's kernel also gets an
 # arm64 cross build of the module, against its arm64 headers.
 # The kernels run side by side. One TAP line per test and per kernel, then
 # "N passed, N failed, N skipped". With CI=true a skipped test fails the
@@ -90,18 +91,21 @@ if [ ${#tests[@]} -eq 0 ]; then
 		tests+=("${matrix_tests[@]}")
 		lane_tests=("${tests[@]}")
 		backports_tests=("${tests[@]}")
+		sid_tests=("${tests[@]}")
 		read -ra arm64_tests <<<"$(make -s -C tests print-ARM64_MATRIX_PROGS)"
 		read -ra debug_tests <<<"$(make -s -C tests print-DEBUG_PROGS)"
 		series_list=${XTCM_SERIES:-sid 6.1 6.12 debug kcsan 5.10 trixie arm64}
 	else
 		read -ra lane_tests <<<"$(make -s -C tests print-LANE_PROGS)"
 		read -ra backports_tests <<<"$(make -s -C tests print-BACKPORTS_PROGS)"
+		read -ra sid_tests <<<"$(make -s -C tests print-SID_PROGS)"
 		read -ra debug_tests <<<"$(make -s -C tests print-DEBUG_CHECK_PROGS)"
 		read -ra arm64_tests <<<"$(make -s -C tests print-ARM64_PROGS)"
 	fi
 else
 	lane_tests=("${tests[@]}")
 	backports_tests=("${tests[@]}")
+	sid_tests=("${tests[@]}")
 	debug_tests=("${tests[@]}")
 	kcsan_tests=("${tests[@]}")
 	arm64_tests=("${tests[@]}")
@@ -355,6 +359,8 @@ job_tests()
 		printf '%s\n' "${kcsan_tests[@]}"
 	elif [ "$1" = arm64 ]; then
 		printf '%s\n' "${arm64_tests[@]}"
+	elif [ "$1" = sid ]; then
+		printf '%s\n' "${sid_tests[@]}"
 	elif [[ $full_lanes == *" $1 "* ]]; then
 		printf '%s\n' "${tests[@]}"
 	elif [ "$1" = 6.12 ]; then
