@@ -115,6 +115,7 @@ read -ra client_packages <<<"$(make -s -C tests print-CLIENT_PACKAGES)"
 read -ra debug_env <<<"$(make -s -C tests print-DEBUG_ENV)"
 read -ra kcsan_env <<<"$(make -s -C tests print-KCSAN_ENV)"
 read -ra lane_env <<<"$(make -s -C tests print-LANE_ENV)"
+read -ra sid_env <<<"$(make -s -C tests print-SID_ENV)"
 read -ra arm64_env <<<"$(make -s -C tests print-ARM64_ENV)"
 
 count=0
@@ -465,7 +466,7 @@ fetch_guest_debs()
 # of its tests (default the lane's) in DIR/tests. The tests' knobs (XTCM_LIFECYCLE_CYCLES and the like)
 # reach the guest from the host's environment; on the debug kernel,
 # tests/Makefile's DEBUG_ENV gives the shortened defaults, on the lanes
-# that run LANE_PROGS, LANE_ENV.
+# that run LANE_PROGS, LANE_ENV, on sid SID_ENV.
 write_job()
 {
 	local t assignment
@@ -480,6 +481,8 @@ write_job()
 		env=("${kcsan_env[@]}")
 	elif [ "$1" = arm64 ] && ! $matrix; then
 		env=("${arm64_env[@]}")
+	elif [ "$1" = sid ] && ! $matrix; then
+		env=("${sid_env[@]}")
 	elif [[ $full_lanes != *" $1 "* ]] && ! $matrix; then
 		env=("${lane_env[@]}")
 	fi

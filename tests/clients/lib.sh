@@ -48,6 +48,18 @@ client_cleanup()
 	exit "$ret"
 }
 
+# client_backends BACKEND...: those of the iptables backends a tool lets
+# one choose that this run tests: all, or those XTCM_CLIENT_BACKENDS names
+# (tests/Makefile's SID_ENV: sid's lane in make check runs nft alone).
+client_backends()
+{
+	local b
+
+	for b in "$@"; do
+		[[ " ${XTCM_CLIENT_BACKENDS:-$*} " == *" $b "* ]] && echo "$b"
+	done
+}
+
 # client_env_ok: the runner's variables, the tools, our module loaded; the
 # kernel's own module found. Skips the test otherwise.
 client_env_ok()

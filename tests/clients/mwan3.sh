@@ -166,7 +166,7 @@ expect_marks()
 	expect "$1: $proto to $dst left by $dev only" $? -eq 0
 }
 
-for BACKEND in legacy nft; do
+for BACKEND in $(client_backends legacy nft); do
 	client_case "mwan3-$BACKEND" || continue
 	for dst in 10.0.9.99 dead:9::99; do
 		expect_marks "mwan3-$BACKEND" tcp "$dst" $((0x200)) veth2

@@ -53,7 +53,6 @@ fi
 
 CARRY=$XTCM_CARRY
 POLICY_RC=/usr/sbin/policy-rc.d
-BACKENDS="legacy nft"
 start=$SECONDS
 declare -A ALTERNATIVE=()
 for ipt in iptables ip6tables; do
@@ -343,7 +342,7 @@ fi
 echo "# boot $XTCM_BOOT, seed $SEED (XTCM_PERSIST_SEED=$SEED replays it)"
 random_values
 install_persistent || exit "$ksft_fail"
-for BACKEND in $BACKENDS; do
+for BACKEND in $(client_backends legacy nft); do
 	cleanup_all_ns
 	client_serve_stop
 	set_backend "$BACKEND" || { fail "$BACKEND: update-alternatives"; continue; }

@@ -159,7 +159,7 @@ expect_isp2()
 		"$fwd" -gt 0 -a "$fwd" -eq "$out"
 }
 
-for BACKEND in legacy nft; do
+for BACKEND in $(client_backends legacy nft); do
 	SW_CLEARED=0
 	client_case "shorewall-$BACKEND" || continue
 	# client_case runs it twice, more when a run was disturbed.

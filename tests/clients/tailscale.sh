@@ -125,7 +125,7 @@ expect_marks()
 	done
 }
 
-for BACKEND in legacy nft; do
+for BACKEND in $(client_backends legacy nft); do
 	client_case "tailscale-$BACKEND" || continue
 	expect_marks "tailscale-$BACKEND" 10.0.2.1 10.0.9.99 $((0x80000)) veth1
 	expect_marks "tailscale-$BACKEND" 10.0.1.99 10.0.9.99 0 veth2

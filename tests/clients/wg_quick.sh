@@ -175,7 +175,7 @@ wg_native_nft()
 }
 
 wg_keys || { fail "the WireGuard keys"; exit; }
-for backend in legacy nft; do
+for backend in $(client_backends legacy nft); do
 	wg_path "$backend" || { fail "the PATH of iptables-$backend"; continue; }
 	client_case "wg-quick-$backend" &&
 		wg_marked "wg-quick-$backend" "$backend"
