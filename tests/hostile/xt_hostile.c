@@ -35,10 +35,23 @@
  * (default: all four paths). -s STEP: of each class of malformed payloads,
  * only the first 16 and then every STEP-th, for slow (KASAN) kernels.
  *
- * xt_hostile dump legacy4|legacy6|nft4|nft6 TABLE reads, and changes
+ * Two more nft_compat paths, nftbr and nftarp (tables of the bridge and arp
+ * families), serve the registration checks:
+ *
+ * xt_hostile family [PATH]... (default nft4 nft6 nftbr nftarp): through
+ * each PATH, the first valid payload of target revisions 1, 2 and 3 and of
+ * the match, one rule each (table xthostile, chain c as above). One line
+ * each, "FAMILY path=P ext=CONNMARK|connmark rev=R got=E read_back=B", E
+ * the errno name or 0, B yes/no (read back as above) or "-" when refused.
+ *
+ * xt_hostile count PATH TABLE CHAIN MARK MASK appends to the existing
+ * CHAIN of TABLE (PATH an nft one) a rule "connmark match MARK/MASK, then
+ * nft's counter"; exit 0, or 1 with the errno on stderr.
+ *
+ * xt_hostile dump PATH TABLE reads, and changes
  * nothing: every rule of TABLE (legacy: the x_tables table, IPT_SO_GET_INFO
- * and IPT_SO_GET_ENTRIES or their IP6T_ twins; nft: the nft table of family
- * ip or ip6, NFT_MSG_GETRULE), every chain, in the kernel's order. Each
+ * and IPT_SO_GET_ENTRIES or their IP6T_ twins; nft: the nft table of the
+ * path's family, NFT_MSG_GETRULE), every chain, in the kernel's order. Each
  * CONNMARK target and connmark match is one line
  *
  *   CONNMARK rev R HEX      connmark rev R HEX
@@ -77,10 +90,12 @@
 #define NFT_TABLE	"xthostile"
 #define NFT_CHAIN	"c"
 
-enum path { LEGACY4, LEGACY6, NFT4, NFT6, NR_PATHS };
+/* The classes run on the first four; family and count take the others. */
+enum path { LEGACY4, LEGACY6, NFT4, NFT6, NFTBR, NFTARP, NR_PATHS };
+#define NR_CLASS_PATHS	(NFT6 + 1)
 
 static const char *const path_names[NR_PATHS] = {
-	"legacy4", "legacy6", "nft4", "nft6",
+	"legacy4", "legacy6", "nft4", "nft6", "nftbr", "nftarp",
 };
 
 static bool path_legacy(enum path p)
@@ -91,6 +106,19 @@ static bool path_legacy(enum path p)
 static bool path_ipv6(enum path p)
 {
 	return p == LEGACY6 || p == NFT6;
+}
+
+/* The nfgen_family of an nft path's messages (and par->family). */
+static uint8_t path_family(enum path p)
+{
+	switch (p) {
+	case NFTBR:
+		return NFPROTO_BRIDGE;
+	case NFTARP:
+		return NFPROTO_ARP;
+	default:
+		return path_ipv6(p) ? NFPROTO_IPV6 : NFPROTO_IPV4;
+	}
 }
 
 /* One extension of a rule: a CONNMARK target or a connmark match. */
@@ -1355,7 +1383,10 @@ static int nft_setup(int fd, uint8_t family)
 	return nl_batch(fd, &nlb, 2);
 }
 
-static int nft_install(int fd, uint8_t family, const struct payload *pl)
+/* Append the payload's rule to TABLE CHAIN, then a counter if asked. */
+static int nft_rule_add(int fd, uint8_t family, const char *table,
+			const char *chain, const struct payload *pl,
+			bool counter)
 {
 	size_t m, exprs, elem, data;
 	unsigned int k;
@@ -1363,8 +1394,8 @@ static int nft_install(int fd, uint8_t family, const struct payload *pl)
 	batch_begin(&nlb);
 	m = nl_msg(&nlb, nft_type(NFT_MSG_NEWRULE),
 		   NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK, family, 0);
-	nla_str(&nlb, NFTA_RULE_TABLE, NFT_TABLE);
-	nla_str(&nlb, NFTA_RULE_CHAIN, NFT_CHAIN);
+	nla_str(&nlb, NFTA_RULE_TABLE, table);
+	nla_str(&nlb, NFTA_RULE_CHAIN, chain);
 	exprs = nla_nest(&nlb, NFTA_RULE_EXPRESSIONS);
 	for (k = 0; k < pl->n; k++) {
 		const struct ext *e = &pl->ext[k];
@@ -1380,10 +1411,20 @@ static int nft_install(int fd, uint8_t family, const struct payload *pl)
 		nla_nest_end(&nlb, data);
 		nla_nest_end(&nlb, elem);
 	}
+	if (counter) {
+		elem = nla_nest(&nlb, NFTA_LIST_ELEM);
+		nla_str(&nlb, NFTA_EXPR_NAME, "counter");
+		nla_nest_end(&nlb, elem);
+	}
 	nla_nest_end(&nlb, exprs);
 	nl_msg_end(&nlb, m);
 	batch_end(&nlb);
 	return nl_batch(fd, &nlb, 1);
+}
+
+static int nft_install(int fd, uint8_t family, const struct payload *pl)
+{
+	return nft_rule_add(fd, family, NFT_TABLE, NFT_CHAIN, pl, false);
 }
 
 /* The attributes of a nest, by type (the last one of each wins). */
@@ -1697,8 +1738,7 @@ static int dump(enum path p, const char *table)
 		if (l.fd >= 0)
 			close(l.fd);
 	} else {
-		ret = nft_dump(path_ipv6(p) ? NFPROTO_IPV6 : NFPROTO_IPV4,
-			       table);
+		ret = nft_dump(path_family(p), table);
 	}
 	if (fflush(stdout) || ferror(stdout))
 		ret = ret < 0 ? ret : -EIO;
@@ -1715,7 +1755,7 @@ static unsigned int step = 1;
 
 static unsigned int run_path(enum path p, struct klog *klog)
 {
-	uint8_t family = path_ipv6(p) ? NFPROTO_IPV6 : NFPROTO_IPV4;
+	uint8_t family = path_family(p);
 	unsigned int c, total = 0;
 	struct legacy l = { .fd = -1 };
 	int fd = -1, ret;
@@ -1788,6 +1828,88 @@ out:
 	return total;
 }
 
+/*
+ * xt_hostile family PATH...: the first valid payload of each revision of
+ * the target and of the match, alone in a rule, through PATH.
+ */
+static void family_probe(enum path p)
+{
+	static bool (*const gens[])(enum path p, unsigned int arg,
+				    unsigned int i, struct payload *pl) = {
+		gen_t1_valid, gen_t2_valid, gen_t3_valid, gen_m1_valid,
+	};
+	uint8_t family = path_family(p);
+	struct legacy l = { .fd = -1 };
+	struct ipt_getinfo info;
+	const char *back;
+	unsigned int g;
+	int fd = -1, ret;
+
+	if (path_legacy(p)) {
+		ret = legacy_open(&l, path_ipv6(p));
+		if (!ret)
+			ret = legacy_info(&l, LEGACY_TABLE, &info);
+	} else {
+		fd = nft_open();
+		ret = fd < 0 ? fd : nft_setup(fd, family);
+	}
+	if (ret < 0) {
+		printf("SKIPPATH path=%s reason=%s\n", path_names[p],
+		       errname(-ret));
+		goto out;
+	}
+	for (g = 0; g < ARRAY_SIZE(gens); g++) {
+		memset(&pl, 0, sizeof(pl));
+		gens[g](p, 0, 0, &pl);
+		ret = path_legacy(p) ? legacy_install(&l, &pl) :
+				       nft_install(fd, family, &pl);
+		back = "-";
+		if (!ret)
+			back = (path_legacy(p) ? legacy_verify(&l, &pl) :
+						 nft_verify(fd, family, &pl)) ?
+			       "yes" : "no";
+		printf("FAMILY path=%s ext=%s rev=%u got=%s read_back=%s\n",
+		       path_names[p], pl.ext[0].target ? "CONNMARK" : "connmark",
+		       pl.ext[0].rev, errname(-ret), back);
+	}
+out:
+	if (l.fd >= 0)
+		close(l.fd);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* xt_hostile count PATH TABLE CHAIN MARK MASK: see the header. */
+static int count_rule(enum path p, const char *table, const char *chain,
+		      const char *mark, const char *mask)
+{
+	int fd, ret;
+
+	memset(&pl, 0, sizeof(pl));
+	mt1(&pl, strtoul(mark, NULL, 0), strtoul(mask, NULL, 0), 0);
+	fd = nft_open();
+	ret = fd < 0 ? fd : nft_rule_add(fd, path_family(p), table, chain,
+					 &pl, true);
+	if (fd >= 0)
+		close(fd);
+	if (ret < 0) {
+		fprintf(stderr, "xt_hostile: count %s %s %s: %s\n",
+			path_names[p], table, chain, errname(-ret));
+		return 1;
+	}
+	return 0;
+}
+
+static int path_of(const char *name, bool nft_only)
+{
+	int p;
+
+	for (p = 0; p < NR_PATHS; p++)
+		if (!strcmp(name, path_names[p]))
+			return nft_only && path_legacy(p) ? -1 : p;
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
 	bool want[NR_PATHS] = { false };
@@ -1796,12 +1918,35 @@ int main(int argc, char **argv)
 	int a, p;
 
 	if (argc > 1 && !strcmp(argv[1], "dump")) {
-		for (p = 0; argc == 4 && p < NR_PATHS; p++)
-			if (!strcmp(argv[2], path_names[p]))
-				return dump(p, argv[3]);
-		fprintf(stderr, "usage: %s dump legacy4|legacy6|nft4|nft6 TABLE\n",
+		p = argc == 4 ? path_of(argv[2], false) : -1;
+		if (p >= 0)
+			return dump(p, argv[3]);
+		fprintf(stderr, "usage: %s dump PATH TABLE\n", argv[0]);
+		return 2;
+	}
+	if (argc > 1 && !strcmp(argv[1], "count")) {
+		p = argc == 7 ? path_of(argv[2], true) : -1;
+		if (p >= 0)
+			return count_rule(p, argv[3], argv[4], argv[5],
+					  argv[6]);
+		fprintf(stderr, "usage: %s count nft4|nft6|nftbr|nftarp TABLE CHAIN MARK MASK\n",
 			argv[0]);
 		return 2;
+	}
+	if (argc > 1 && !strcmp(argv[1], "family")) {
+		for (a = 2; a < argc; a++) {
+			if (path_of(argv[a], false) < 0) {
+				fprintf(stderr, "usage: %s family PATH...\n",
+					argv[0]);
+				return 2;
+			}
+		}
+		for (a = 2; a < argc; a++)
+			family_probe(path_of(argv[a], false));
+		if (argc == 2)	/* no path named: the nft ones */
+			for (p = NFT4; p < NR_PATHS; p++)
+				family_probe(p);
+		return fflush(stdout) || ferror(stdout);
 	}
 	for (a = 1; a < argc; a++) {
 		if (!strcmp(argv[a], "-s") && a + 1 < argc) {
@@ -1810,21 +1955,21 @@ int main(int argc, char **argv)
 				step = 1;
 			continue;
 		}
-		for (p = 0; p < NR_PATHS; p++)
-			if (!strcmp(argv[a], path_names[p]))
-				break;
-		if (p == NR_PATHS) {
+		p = path_of(argv[a], false);
+		if (p < 0 || p >= NR_CLASS_PATHS) {
 			fprintf(stderr, "usage: %s [-s STEP] [legacy4|legacy6|nft4|nft6]...\n"
-				"       %s dump legacy4|legacy6|nft4|nft6 TABLE\n",
-				argv[0], argv[0]);
+				"       %s dump PATH TABLE\n"
+				"       %s family [PATH]...\n"
+				"       %s count nft4|nft6|nftbr|nftarp TABLE CHAIN MARK MASK\n",
+				argv[0], argv[0], argv[0], argv[0]);
 			return 2;
 		}
 		want[p] = true;
 	}
-	for (p = 0; p < NR_PATHS && !want[p]; p++)
+	for (p = 0; p < NR_CLASS_PATHS && !want[p]; p++)
 		;
-	if (p == NR_PATHS)	/* no path named: all of them */
-		for (p = 0; p < NR_PATHS; p++)
+	if (p == NR_CLASS_PATHS)	/* no path named: all four */
+		for (p = 0; p < NR_CLASS_PATHS; p++)
 			want[p] = true;
 
 	klog.fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
