@@ -13,7 +13,8 @@
 #    tables of the ip, ip6, bridge and arp families, one rule with the first
 #    valid payload of target revisions 1, 2 and 3 and one with the match.
 #    Wanted: ip and ip6 accept all (read back from the kernel); bridge and
-#    arp refuse the target with ENOENT (no such extension in that family);
+#    arp refuse the target with ENOENT (no such extension in that family;
+#    the kernel's own before the split: as the match);
 #    bridge accepts the match; arp refuses it with EPROTO (the match's
 #    checkentry: nf_ct_netns_get() has no conntrack for ARP). The results
 #    of both modules are printed as one MEASURE line each.
@@ -61,23 +62,53 @@ cleanup()
 }
 trap cleanup EXIT
 
+# The kernel's own target is registered per family from the CVE-2024-50038
+# split on (6.12; stable 6.11.4, 6.6.57, 6.1.113, 5.15.168), before it for
+# NFPROTO_UNSPEC (Debian 11's 5.10). Debian's uname -r has no sublevel; its
+# uname -v names the upstream version.
+intree_target_split()
+{
+	local version maj min sub
+
+	version=$(uname -v | sed -n 's/.*Debian \([0-9][0-9.]*\).*/\1/p')
+	[ -n "$version" ] || version=$(uname -r | sed 's/[^0-9.].*//')
+	IFS=. read -r maj min sub <<<"$version"
+	sub=${sub:-0}
+	case $maj.$min in
+	5.15) [ "$sub" -ge 168 ] ;;
+	6.1) [ "$sub" -ge 113 ] ;;
+	6.6) [ "$sub" -ge 57 ] ;;
+	6.11) [ "$sub" -ge 4 ] ;;
+	*) [ "$maj" -gt 6 ] || { [ "$maj" -eq 6 ] && [ "$min" -ge 12 ]; } ;;
+	esac
+}
+
 # want_of MODULE PATH EXT REV: what a valid payload must get (A|B: either).
 # The kernel's own has no revision 3. In the arp family, x_tables itself
-# refuses an NFPROTO_UNSPEC match (EINVAL, "not valid for this family") on
-# the kernels that have that check (6.1.0-57 has it); else the match's
-# checkentry does (nf_ct_netns_get: EPROTO).
+# refuses an NFPROTO_UNSPEC extension (EINVAL, "not valid for this family")
+# on the kernels that have that check (6.1.0-57 and 5.10.0-46 have it);
+# else its checkentry does (nf_ct_netns_get: EPROTO). An NFPROTO_UNSPEC
+# target (the kernel's own before the split) is the match's case.
 want_of()
 {
-	if [ "$3" = CONNMARK ] && [ "$4" = 3 ] && [ "$1" = in-tree ]; then
-		echo ENOENT
-		return
+	local ext=$3
+
+	if [ "$ext" = CONNMARK ] && [ "$1" = in-tree ]; then
+		if [ "$4" = 3 ]; then
+			echo ENOENT
+			return
+		fi
+		$intree_split || ext=connmark
 	fi
 	case $2 in
 	nft4 | nft6) echo 0 ;;
-	nftbr) [ "$3" = CONNMARK ] && echo ENOENT || echo 0 ;;
-	nftarp) [ "$3" = CONNMARK ] && echo ENOENT || echo "EINVAL|EPROTO" ;;
+	nftbr) [ "$ext" = CONNMARK ] && echo ENOENT || echo 0 ;;
+	nftarp) [ "$ext" = CONNMARK ] && echo ENOENT || echo "EINVAL|EPROTO" ;;
 	esac
 }
+
+intree_split=false
+intree_target_split && intree_split=true
 
 # probe MODULE: step 1.
 probe()
@@ -116,8 +147,11 @@ probe()
 		failed=true
 	fi
 	echo "MEASURE $module: $table"
+	local target="refuses the target in bridge and arp (ENOENT)"
+	[ "$module" = in-tree ] && ! $intree_split &&
+		target="accepts the target in bridge, refuses it in arp ($(sed 's/.*nftarp\/CONNMARK\/1=\([A-Z0-9]*\).*/\1/' <<<"$table"): NFPROTO_UNSPEC, before the CVE-2024-50038 split)"
 	$failed ||
-		echo "PASS: $module: nft_compat accepts target and match in ip and ip6, refuses the target in bridge and arp (ENOENT), accepts the match in bridge, refuses it in arp ($(sed 's/.*nftarp\/connmark\/1=//' <<<"$table"))"
+		echo "PASS: $module: nft_compat accepts target and match in ip and ip6, $target, accepts the match in bridge, refuses it in arp ($(sed 's/.*nftarp\/connmark\/1=//' <<<"$table"))"
 	ip netns del "$nsprobe"
 }
 
