@@ -55,6 +55,9 @@ source tests/vm/jobs.sh
 series_list=${XTCM_SERIES:-sid 6.1 6.12 debug 5.10 trixie arm64}
 # The lanes that run the whole of TEST_PROGS in make check.
 full_lanes=" 6.1 sid "
+# The lanes that boot a second time, with module.sig_enforce=1, for
+# SIG_ENFORCE_PROGS: Debian 12's in make check, both full lanes in --matrix.
+sig_enforce_lanes=" 6.1 "
 build_flavours=${XTCM_FLAVOURS-rt-amd64}
 cross_flavours=${XTCM_CROSS_FLAVOURS-arm64}
 test_timeout=${XTCM_TEST_TIMEOUT:-1800}
@@ -95,6 +98,7 @@ if [ ${#tests[@]} -eq 0 ]; then
 		read -ra arm64_tests <<<"$(make -s -C tests print-ARM64_MATRIX_PROGS)"
 		read -ra debug_tests <<<"$(make -s -C tests print-DEBUG_PROGS)"
 		series_list=${XTCM_SERIES:-sid 6.1 6.12 debug kcsan 5.10 trixie arm64}
+		sig_enforce_lanes=$full_lanes
 	else
 		read -ra lane_tests <<<"$(make -s -C tests print-LANE_PROGS)"
 		read -ra backports_tests <<<"$(make -s -C tests print-BACKPORTS_PROGS)"
@@ -116,6 +120,7 @@ read -ra debug_env <<<"$(make -s -C tests print-DEBUG_ENV)"
 read -ra kcsan_env <<<"$(make -s -C tests print-KCSAN_ENV)"
 read -ra lane_env <<<"$(make -s -C tests print-LANE_ENV)"
 read -ra sid_env <<<"$(make -s -C tests print-SID_ENV)"
+read -ra bookworm_env <<<"$(make -s -C tests print-BOOKWORM_ENV)"
 read -ra arm64_env <<<"$(make -s -C tests print-ARM64_ENV)"
 
 count=0
@@ -483,6 +488,8 @@ write_job()
 		env=("${arm64_env[@]}")
 	elif [ "$1" = sid ] && ! $matrix; then
 		env=("${sid_env[@]}")
+	elif [ "$1" = 6.1 ] && ! $matrix; then
+		env=("${bookworm_env[@]}")
 	elif [[ $full_lanes != *" $1 "* ]] && ! $matrix; then
 		env=("${lane_env[@]}")
 	fi
@@ -686,7 +693,7 @@ for series in $series_list; do
 	$host_only && continue
 	vms=("$krel")
 	# A second boot with module.sig_enforce=1 for the tests that need it.
-	if ! $demo && [[ $full_lanes == *" $series "* ]] &&
+	if ! $demo && [[ $sig_enforce_lanes == *" $series "* ]] &&
 		selected "$series" safe_boot.sh; then
 		vms+=("$krel+sig_enforce")
 	fi

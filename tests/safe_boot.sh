@@ -8,8 +8,9 @@
 # filter drops what mangle did not mark) are loaded by Debian's own
 # netfilter-persistent (iptables-persistent, installed in the guest), as its
 # systemd unit does ("netfilter-persistent start"), in a fresh namespace with
-# xt_connmark unloaded. The cases, by the boot (tests/run.sh boots 6.1 and
-# sid a second time with module.sig_enforce=1, this test alone):
+# xt_connmark unloaded. The cases, by the boot (tests/run.sh boots 6.1, and
+# in check-matrix sid, a second time with module.sig_enforce=1, this test
+# alone):
 #   control  ours in updates/, loadable
 #   absent   none of ours for this kernel (DKMS did not build it): the
 #            kernel's own module, without revision 3

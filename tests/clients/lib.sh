@@ -50,7 +50,8 @@ client_cleanup()
 
 # client_backends BACKEND...: those of the iptables backends a tool lets
 # one choose that this run tests: all, or those XTCM_CLIENT_BACKENDS names
-# (tests/Makefile's SID_ENV: sid's lane in make check runs nft alone).
+# (tests/Makefile's BOOKWORM_ENV and SID_ENV: in make check 6.1 runs
+# legacy alone, sid nft alone).
 client_backends()
 {
 	local b
