@@ -6,9 +6,10 @@
 # test lane (tests/vm/lane.sh: a Debian kernel and a userland root of the
 # same release), build the module and the plugins in that root, boot the
 # kernel under QEMU on it with our freshly built module and run tests inside
-# (tests/vm/guest.sh): tests/Makefile's TEST_PROGS on the full lanes
-# (Debian 12's 6.1; SID_PROGS, all but the cookbook, on sid), LANE_PROGS
-# with LANE_ENV on Debian 11 and 13, BACKPORTS_PROGS on 12's 6.12,
+# (tests/vm/guest.sh): tests/Makefile's TEST_PROGS shared by the full
+# lanes (BOOKWORM_PROGS on Debian 12's 6.1, SID_PROGS on sid, with
+# BOOKWORM_ENV and SID_ENV), LANE_PROGS with LANE_ENV on Debian 11,
+# TRIXIE_PROGS (LANE_ENV) on 13, BACKPORTS_PROGS on 12's 6.12,
 # ARM64_PROGS with ARM64_ENV on the arm64 lane (Debian 12's 6.12 for arm64
 # under qemu-system-aarch64), DEBUG_CHECK_PROGS with DEBUG_ENV on the debug
 # kernel. Every amd64 lane's kernel also gets an
@@ -31,10 +32,11 @@
 #                DEBUG_PROGS on the debug kernel, KCSAN_PROGS on the
 #                kcsan kernel (make check-matrix)
 # TESTs given: those on every lane.
-# Environment: XTCM_SERIES (the lanes, default "sid 6.1 6.12 debug 5.10
-# trixie arm64"; "debug" is the KASAN kernel, see tests/vm/fetch-kernel.sh:
-# XTCM_DEBUG_KERNEL_DIR, else ../shared/debug-kernel, else make
-# debug-kernel's; with none, the debug lane is one skipped test; "kcsan"
+# Environment: XTCM_SERIES (the lanes, in the order they are prepared and
+# booted, default "6.1 sid 6.12 debug 5.10 trixie arm64": the longest
+# chain of tests first, on the host's own root; "debug" is the KASAN
+# kernel, see tests/vm/fetch-kernel.sh: XTCM_DEBUG_KERNEL_DIR, else
+# ../shared/debug-kernel, else make debug-kernel's; with none, the debug lane is one skipped test; "kcsan"
 # the KCSAN kernel of make kcsan-kernel, in the default of --matrix),
 # XTCM_FLAVOURS (build-only flavours of Debian 12's lanes, default
 # "rt-amd64"), XTCM_CROSS_FLAVOURS (cross builds of every amd64 lane but
@@ -52,8 +54,9 @@ cd "$repo" || exit 1
 source tests/vm/lane.sh
 # shellcheck source-path=SCRIPTDIR/..
 source tests/vm/jobs.sh
-series_list=${XTCM_SERIES:-sid 6.1 6.12 debug 5.10 trixie arm64}
-# The lanes that run the whole of TEST_PROGS in make check.
+series_list=${XTCM_SERIES:-6.1 sid 6.12 debug 5.10 trixie arm64}
+# The full lanes: TEST_PROGS between them in make check (BOOKWORM_PROGS,
+# SID_PROGS), all of it on each in --matrix.
 full_lanes=" 6.1 sid "
 # The lanes that boot a second time, with module.sig_enforce=1, for
 # SIG_ENFORCE_PROGS: Debian 12's in make check, both full lanes in --matrix.
@@ -93,23 +96,29 @@ if [ ${#tests[@]} -eq 0 ]; then
 		read -ra matrix_tests <<<"$(make -s -C tests print-MATRIX_PROGS)"
 		tests+=("${matrix_tests[@]}")
 		lane_tests=("${tests[@]}")
+		trixie_tests=("${tests[@]}")
 		backports_tests=("${tests[@]}")
 		sid_tests=("${tests[@]}")
+		bookworm_tests=("${tests[@]}")
 		read -ra arm64_tests <<<"$(make -s -C tests print-ARM64_MATRIX_PROGS)"
 		read -ra debug_tests <<<"$(make -s -C tests print-DEBUG_PROGS)"
-		series_list=${XTCM_SERIES:-sid 6.1 6.12 debug kcsan 5.10 trixie arm64}
+		series_list=${XTCM_SERIES:-6.1 sid 6.12 debug kcsan 5.10 trixie arm64}
 		sig_enforce_lanes=$full_lanes
 	else
 		read -ra lane_tests <<<"$(make -s -C tests print-LANE_PROGS)"
+		read -ra trixie_tests <<<"$(make -s -C tests print-TRIXIE_PROGS)"
 		read -ra backports_tests <<<"$(make -s -C tests print-BACKPORTS_PROGS)"
 		read -ra sid_tests <<<"$(make -s -C tests print-SID_PROGS)"
+		read -ra bookworm_tests <<<"$(make -s -C tests print-BOOKWORM_PROGS)"
 		read -ra debug_tests <<<"$(make -s -C tests print-DEBUG_CHECK_PROGS)"
 		read -ra arm64_tests <<<"$(make -s -C tests print-ARM64_PROGS)"
 	fi
 else
 	lane_tests=("${tests[@]}")
+	trixie_tests=("${tests[@]}")
 	backports_tests=("${tests[@]}")
 	sid_tests=("${tests[@]}")
+	bookworm_tests=("${tests[@]}")
 	debug_tests=("${tests[@]}")
 	kcsan_tests=("${tests[@]}")
 	arm64_tests=("${tests[@]}")
@@ -367,10 +376,12 @@ job_tests()
 		printf '%s\n' "${arm64_tests[@]}"
 	elif [ "$1" = sid ]; then
 		printf '%s\n' "${sid_tests[@]}"
-	elif [[ $full_lanes == *" $1 "* ]]; then
-		printf '%s\n' "${tests[@]}"
+	elif [ "$1" = 6.1 ]; then
+		printf '%s\n' "${bookworm_tests[@]}"
 	elif [ "$1" = 6.12 ]; then
 		printf '%s\n' "${backports_tests[@]}"
+	elif [ "$1" = trixie ]; then
+		printf '%s\n' "${trixie_tests[@]}"
 	else
 		printf '%s\n' "${lane_tests[@]}"
 	fi
@@ -470,8 +481,8 @@ fetch_guest_debs()
 # write_job LANE DIR [TEST...]: the job for tests/vm/guest.sh, and the list
 # of its tests (default the lane's) in DIR/tests. The tests' knobs (XTCM_LIFECYCLE_CYCLES and the like)
 # reach the guest from the host's environment; on the debug kernel,
-# tests/Makefile's DEBUG_ENV gives the shortened defaults, on the lanes
-# that run LANE_PROGS, LANE_ENV, on sid SID_ENV.
+# tests/Makefile's DEBUG_ENV gives the shortened defaults, on the other
+# lanes LANE_ENV, on 6.1 BOOKWORM_ENV, on sid SID_ENV (make check only).
 write_job()
 {
 	local t assignment
