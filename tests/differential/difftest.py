@@ -564,7 +564,11 @@ class Agent:
                 except (OSError, ValueError) as e:
                     self.blame(f["slot"], "flow %d (%s): %s" %
                                (f["index"], f["kind"], e))
-                if time.monotonic() - start > TIMEOUT:
+                # Each wait of a flow has TIMEOUT and a lost answer or a
+                # retransmission raises; a flow that got every answer is
+                # only slow (a stalled guest under CI's load: 8 and 11 of
+                # 100 programs on sid at TIMEOUT), unless far slower.
+                if time.monotonic() - start > 3 * TIMEOUT:
                     self.blame(f["slot"], "flow %d took too long" %
                                f["index"])
         threads = [threading.Thread(target=worker, daemon=True)
